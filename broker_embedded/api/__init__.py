@@ -1,0 +1,57 @@
+"""One module per API family. Each handler turns a decoded request into a response object.
+
+A handler is registered with `@handles(api_key, min_version, max_version)`; ApiVersions advertises exactly what
+is registered. Handlers may be plain functions or coroutines; returning None sends no response (acks=0).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..protocol import Reply, RequestHeader
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    key: int
+    min_version: int
+    max_version: int
+    handler: Callable[..., Any]
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What a handler may use: the broker's state, the request header, a builder for its response."""
+
+    broker: "Broker"
+    header: RequestHeader
+    reply: Reply
+    peer: str
+
+    @property
+    def version(self) -> int:
+        return self.header.api_version
+
+
+HANDLERS: dict[int, Api] = {}
+
+MODULES = ("versions", "metadata", "produce", "fetch", "offsets", "admin", "configs")
+
+
+def handles(key: int, min_version: int, max_version: int) -> Callable:
+    def register(fn: Callable) -> Callable:
+        HANDLERS[key] = Api(key, min_version, max_version, fn)
+        return fn
+
+    return register
+
+
+def load_handlers(extra: tuple[str, ...] = ()) -> dict[int, Api]:
+    for name in MODULES + extra:
+        importlib.import_module(f"{__name__}.{name}")
+    return HANDLERS

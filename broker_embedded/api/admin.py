@@ -1,0 +1,121 @@
+"""Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeCluster."""
+
+from __future__ import annotations
+
+from kio.schema.errors import ErrorCode
+
+from ..config import TOPIC_CONFIGS
+from ..metadata import TopicError
+from ..protocol import ZERO_MS
+from . import RequestContext, handles
+from .errors import KafkaError, error_code
+from .metadata import NO_TOPIC_ID, broker_endpoint
+
+
+@handles(19, 2, 7)
+def create_topics(ctx: RequestContext, req):
+    r = ctx.reply
+    broker = ctx.broker
+    results = []
+    seen: set[str] = set()
+    for t in req.topics:
+        code, message, topic_id, partitions, rf, configs = ErrorCode.none, None, NO_TOPIC_ID, -1, -1, ()
+        try:
+            if t.name in seen:
+                raise KafkaError(ErrorCode.invalid_request, f"Create topics request from client contains a duplicate topic: {t.name}")
+            seen.add(t.name)
+            partitions = t.num_partitions
+            if t.assignments:
+                if partitions != -1 or t.replication_factor != -1:
+                    raise KafkaError(ErrorCode.invalid_request,
+                                     "Both numPartitions or replicationFactor and replicasAssignments were set.")
+                for a in t.assignments:
+                    if list(a.broker_ids) != [broker.config.node_id]:
+                        raise KafkaError(ErrorCode.invalid_replica_assignment,
+                                         f"Replica assignment {list(a.broker_ids)} names brokers other than the only one, {broker.config.node_id}.")
+                partitions = len(t.assignments)
+            elif partitions == -1:
+                partitions = broker.config.default_partitions
+            rf = t.replication_factor
+            if rf == -1 or t.assignments:
+                rf = 1
+            if rf != 1:
+                raise KafkaError(ErrorCode.invalid_replication_factor,
+                                 f"Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered.")
+            overrides = {c.name: c.value for c in t.configs}
+            if req.validate_only:
+                checked = broker.topics.validate_new(t.name, partitions, overrides)
+            else:
+                topic = broker.topics.create(t.name, partitions, overrides)
+                topic_id, checked = topic.topic_id, topic.configs
+            configs = tuple(
+                r("CreatableTopicConfigs", name=name, value=checked.get(name, d.default), read_only=False,
+                  config_source=1 if name in checked else 5, is_sensitive=False)
+                for name, d in TOPIC_CONFIGS.items()
+            )
+        except (KafkaError, TopicError, ValueError) as exc:
+            code, message = error_code(exc), str(exc)
+            partitions, rf, configs = -1, -1, ()
+        results.append(r("CreatableTopicResult", name=t.name, topic_id=topic_id, error_code=code,
+                         error_message=message, topic_config_error_code=ErrorCode.none, num_partitions=partitions,
+                         replication_factor=rf, configs=configs))
+    return r("CreateTopicsResponse", throttle_time=ZERO_MS, topics=tuple(results))
+
+
+@handles(20, 1, 6)
+def delete_topics(ctx: RequestContext, req):
+    r = ctx.reply
+    topics = ctx.broker.topics
+    if hasattr(req, "topics"):
+        wanted = [(t.name, t.topic_id) for t in req.topics]
+    else:
+        wanted = [(name, NO_TOPIC_ID) for name in req.topic_names]
+    results = []
+    for name, topic_id in wanted:
+        code, message = ErrorCode.none, None
+        if name is None:
+            topic = topics.by_id.get(topic_id)
+            if topic is None:
+                code, message = ErrorCode.unknown_topic_id, f"Topic id {topic_id} does not exist."
+            else:
+                name = topic.name
+        if code == ErrorCode.none:
+            try:
+                if name.startswith("__"):
+                    raise KafkaError(ErrorCode.invalid_topic_exception, f"Internal topic {name} cannot be deleted.")
+                topic = topics.delete(name)
+                topic_id = topic.topic_id
+                for hook in ctx.broker.on_topic_deleted:
+                    hook(topic.name)
+            except (KafkaError, TopicError) as exc:
+                code, message = error_code(exc), str(exc)
+        results.append(r("DeletableTopicResult", name=name, topic_id=topic_id, error_code=code, error_message=message))
+    return r("DeleteTopicsResponse", throttle_time=ZERO_MS, responses=tuple(results))
+
+
+@handles(37, 0, 3)
+def create_partitions(ctx: RequestContext, req):
+    r = ctx.reply
+    results = []
+    for t in req.topics:
+        code, message = ErrorCode.none, None
+        try:
+            if t.assignments and len(t.assignments) != t.count - (ctx.broker.topics.get(t.name).partitions
+                                                                    if ctx.broker.topics.get(t.name) else 0):
+                raise KafkaError(ErrorCode.invalid_replica_assignment,
+                                 "Increasing the number of partitions by a different amount than the number of assignments.")
+            ctx.broker.topics.add_partitions(t.name, t.count, validate_only=req.validate_only)
+        except (KafkaError, TopicError) as exc:
+            code, message = error_code(exc), str(exc)
+        results.append(r("CreatePartitionsTopicResult", name=t.name, error_code=code, error_message=message))
+    return r("CreatePartitionsResponse", throttle_time=ZERO_MS, results=tuple(results))
+
+
+@handles(60, 0, 1)
+def describe_cluster(ctx: RequestContext, req):
+    r = ctx.reply
+    node_id, host, port = broker_endpoint(ctx)
+    brokers = (r("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=None),)
+    return r("DescribeClusterResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, error_message=None,
+             endpoint_type=1, cluster_id=ctx.broker.config.cluster_id, controller_id=node_id, brokers=brokers,
+             cluster_authorized_operations=-2147483648)

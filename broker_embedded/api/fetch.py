@@ -1,0 +1,73 @@
+"""Fetch: stored bytes served as they are, long-polled until min_bytes arrive or max_wait passes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kio.schema.errors import ErrorCode
+
+from ..log.partition import OffsetOutOfRange
+from ..protocol import ZERO_MS
+from . import RequestContext, handles
+
+READ_COMMITTED = 1
+
+
+@handles(1, 4, 12)
+async def fetch(ctx: RequestContext, req):
+    broker = ctx.broker
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + req.max_wait.total_seconds()
+    while True:
+        responses, total, logs = _read(ctx, req)
+        remaining = deadline - loop.time()
+        if total >= req.min_bytes or remaining <= 0 or not logs:
+            break
+        waiters = [plog.wait_for_append() for plog in logs]
+        await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
+    return ctx.reply("FetchResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, session_id=0,
+                     responses=tuple(responses))
+
+
+def _read(ctx: RequestContext, req):
+    r = ctx.reply
+    broker = ctx.broker
+    committed = getattr(req, "isolation_level", 0) == READ_COMMITTED
+    budget = req.max_bytes
+    total = 0
+    logs = []
+    responses = []
+    for ft in req.topics:
+        parts = []
+        for fp in ft.partitions:
+            plog = broker.partition(ft.topic, fp.partition)
+            if plog is None:
+                parts.append(_partition(r, fp.partition, ErrorCode.unknown_topic_or_partition, -1, -1, -1, None))
+                continue
+            logs.append(plog)
+            hw = plog.high_watermark
+            lso = broker.last_stable_offset(plog)
+            records = b""
+            code = ErrorCode.none
+            aborted = None
+            try:
+                if budget > 0 or total == 0:
+                    limit = min(fp.partition_max_bytes, budget) if total else fp.partition_max_bytes
+                    records = plog.read(fp.fetch_offset, limit, lso if committed else None)
+            except OffsetOutOfRange:
+                code = ErrorCode.offset_out_of_range
+            if committed:
+                aborted = broker.aborted_transactions(plog, fp.fetch_offset, lso)
+            total += len(records)
+            budget -= len(records)
+            parts.append(_partition(r, fp.partition, code, hw, lso, plog.log_start_offset, records, aborted))
+        responses.append(r("FetchableTopicResponse", topic=ft.topic, partitions=tuple(parts)))
+    return responses, total, logs
+
+
+def _partition(r, index, code, hw, lso, log_start, records, aborted=None):
+    return r("PartitionData", partition_index=index, error_code=code, high_watermark=hw, last_stable_offset=lso,
+             log_start_offset=log_start, aborted_transactions=aborted, preferred_read_replica=-1,
+             records=records)

@@ -1,0 +1,85 @@
+"""`broker-embedded` / `python -m broker_embedded`: run the broker as a server until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from . import EmbeddedBroker
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and status 2, as every bad input gets
+        print(f"broker-embedded: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="broker-embedded", description="A single-node broker speaking the Kafka protocol.")
+    p.add_argument("--data-dir", default="./broker-data", help="directory of the log (created if missing)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9092, help="port to listen on; 0 picks a free one")
+    p.add_argument("--default-partitions", type=int, default=1, help="partitions of auto-created topics")
+    p.add_argument("--no-auto-create", action="store_true", help="disable auto.create.topics.enable")
+    p.add_argument("--no-flush-on-ack", action="store_true",
+                   help="answer acks=-1 without waiting for fsync (trust the page cache, as Kafka does)")
+    p.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
+                   help="default for a topic config, e.g. --config segment.bytes=1048576 (repeatable)")
+    p.add_argument("--loglevel", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def _check_data_dir(path: str) -> str | None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        return f"cannot use data dir {path}: {exc.strerror}"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"cannot use data dir {path}: not writable"
+    return None
+
+
+async def _serve(broker: EmbeddedBroker) -> None:
+    await broker.start()
+    print(f"listening on {broker.bootstrap_servers}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await broker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = _check_data_dir(args.data_dir)
+    if problem:
+        print(f"broker-embedded: error: {problem}", file=sys.stderr)
+        return 2
+    defaults = {}
+    for item in args.config:
+        name, sep, value = item.partition("=")
+        if not sep:
+            print(f"broker-embedded: error: --config expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        defaults[name] = value
+    try:
+        broker = EmbeddedBroker(
+            data_dir=args.data_dir, host=args.host, port=args.port, default_partitions=args.default_partitions,
+            auto_create_topics=not args.no_auto_create, flush_on_ack=not args.no_flush_on_ack,
+            topic_defaults=defaults,
+        )
+    except ValueError as exc:
+        print(f"broker-embedded: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(broker))
+    except OSError as exc:
+        print(f"broker-embedded: error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0

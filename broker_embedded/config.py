@@ -1,0 +1,169 @@
+"""Broker settings and topic configs: names, types, defaults and validation, with Kafka's names."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .log.config import NEVER, LogConfig
+
+# DescribeConfigs config types.
+BOOLEAN, STRING, INT, SHORT, LONG, DOUBLE, LIST = 1, 2, 3, 4, 5, 6, 7
+
+
+class InvalidConfig(ValueError):
+    """A config name or value Kafka would refuse; the message names both."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDef:
+    name: str
+    type: int
+    default: str
+    check: Callable[[str], bool] = lambda v: True
+    expect: str = ""
+
+
+def _long(low: int, high: int = NEVER) -> Callable[[str], bool]:
+    def check(v: str) -> bool:
+        try:
+            return low <= int(v) <= high
+        except ValueError:
+            return False
+
+    return check
+
+
+def _ratio(v: str) -> bool:
+    try:
+        return 0.0 <= float(v) <= 1.0
+    except ValueError:
+        return False
+
+
+def _one_of(*choices: str) -> Callable[[str], bool]:
+    return lambda v: v in choices
+
+
+def _policy(v: str) -> bool:
+    parts = [p.strip() for p in v.split(",") if p.strip()]
+    return bool(parts) and all(p in ("delete", "compact") for p in parts)
+
+
+def _bool(v: str) -> bool:
+    return v.lower() in ("true", "false")
+
+
+_I32 = 2**31 - 1
+TOPIC_CONFIGS: dict[str, ConfigDef] = {
+    d.name: d
+    for d in [
+        ConfigDef("cleanup.policy", LIST, "delete", _policy, "a list of delete and compact"),
+        ConfigDef("compression.type", STRING, "producer",
+                  _one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"), "a codec or producer"),
+        ConfigDef("delete.retention.ms", LONG, "86400000", _long(0), "a long >= 0"),
+        ConfigDef("file.delete.delay.ms", LONG, "60000", _long(0), "a long >= 0"),
+        ConfigDef("flush.messages", LONG, str(NEVER), _long(1), "a long >= 1"),
+        ConfigDef("flush.ms", LONG, str(NEVER), _long(0), "a long >= 0"),
+        ConfigDef("index.interval.bytes", INT, "4096", _long(0, _I32), "an int >= 0"),
+        ConfigDef("max.compaction.lag.ms", LONG, str(NEVER), _long(1), "a long >= 1"),
+        ConfigDef("max.message.bytes", INT, "1048588", _long(0, _I32), "an int >= 0"),
+        ConfigDef("message.timestamp.type", STRING, "CreateTime", _one_of("CreateTime", "LogAppendTime"),
+                  "CreateTime or LogAppendTime"),
+        ConfigDef("message.timestamp.before.max.ms", LONG, str(NEVER), _long(0), "a long >= 0"),
+        ConfigDef("message.timestamp.after.max.ms", LONG, "3600000", _long(0), "a long >= 0"),
+        ConfigDef("min.cleanable.dirty.ratio", DOUBLE, "0.5", _ratio, "a number in [0, 1]"),
+        ConfigDef("min.compaction.lag.ms", LONG, "0", _long(0), "a long >= 0"),
+        ConfigDef("min.insync.replicas", INT, "1", _long(1, _I32), "an int >= 1"),
+        ConfigDef("preallocate", BOOLEAN, "false", _bool, "true or false"),
+        ConfigDef("retention.bytes", LONG, "-1", _long(-1), "a long >= -1"),
+        ConfigDef("retention.ms", LONG, "604800000", _long(-1), "a long >= -1"),
+        ConfigDef("segment.bytes", INT, "1073741824", _long(14, _I32), "an int >= 14"),
+        ConfigDef("segment.index.bytes", INT, "10485760", _long(4, _I32), "an int >= 4"),
+        ConfigDef("segment.jitter.ms", LONG, "0", _long(0), "a long >= 0"),
+        ConfigDef("segment.ms", LONG, "604800000", _long(1), "a long >= 1"),
+        ConfigDef("unclean.leader.election.enable", BOOLEAN, "false", _bool, "true or false"),
+    ]
+}
+
+
+def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
+    """Check names and values; return the non-null overrides. Raises InvalidConfig naming the bad entry."""
+    out: dict[str, str] = {}
+    for name, value in configs.items():
+        d = TOPIC_CONFIGS.get(name)
+        if d is None:
+            raise InvalidConfig(f"Unknown topic config name: {name}")
+        if value is None:
+            continue
+        if not d.check(value):
+            raise InvalidConfig(f"Invalid value {value} for configuration {name}: expected {d.expect}")
+        out[name] = value
+    return out
+
+
+def log_config(overrides: dict[str, str], defaults: dict[str, str]) -> LogConfig:
+    """The LogConfig for a topic: its overrides over the broker's defaults over Kafka's."""
+
+    def get(name: str) -> str:
+        return overrides.get(name, defaults.get(name, TOPIC_CONFIGS[name].default))
+
+    policy = {p.strip() for p in get("cleanup.policy").split(",")}
+    return LogConfig(
+        segment_bytes=int(get("segment.bytes")),
+        segment_ms=int(get("segment.ms")),
+        index_interval_bytes=int(get("index.interval.bytes")),
+        max_message_bytes=int(get("max.message.bytes")),
+        flush_messages=int(get("flush.messages")),
+        flush_ms=int(get("flush.ms")),
+        log_append_time=get("message.timestamp.type") == "LogAppendTime",
+        retention_ms=int(get("retention.ms")),
+        retention_bytes=int(get("retention.bytes")),
+        compact="compact" in policy,
+        delete="delete" in policy,
+    )
+
+
+@dataclass
+class BrokerConfig:
+    """Settings of one broker; names follow Kafka's broker configs where one exists."""
+
+    data_dir: str = "./broker-data"
+    host: str = "127.0.0.1"
+    port: int = 9092
+    node_id: int = 1
+    cluster_id: str = ""
+    auto_create_topics: bool = True  # auto.create.topics.enable
+    default_partitions: int = 1  # num.partitions
+    socket_request_max_bytes: int = 100 * 1024 * 1024  # socket.request.max.bytes
+    # acks=-1 answers only once the batch is fsynced (group-committed). False trusts the page cache as Kafka does.
+    flush_on_ack: bool = True
+    # Broker-wide defaults for topic configs, by topic config name (log.* broker names map onto these).
+    topic_defaults: dict[str, str] = field(default_factory=dict)
+    advertised_host: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.cluster_id:
+            self.cluster_id = uuid.uuid4().hex[:22]
+        if self.default_partitions < 1:
+            raise ValueError(f"default_partitions must be >= 1, got {self.default_partitions}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        self.topic_defaults = validate_topic_configs(dict(self.topic_defaults))
+
+    def describe(self) -> dict[str, tuple[str, int]]:
+        """Broker configs as DescribeConfigs shows them: name -> (value, type)."""
+        out = {
+            "node.id": (str(self.node_id), INT),
+            "broker.id": (str(self.node_id), INT),
+            "auto.create.topics.enable": (str(self.auto_create_topics).lower(), BOOLEAN),
+            "num.partitions": (str(self.default_partitions), INT),
+            "socket.request.max.bytes": (str(self.socket_request_max_bytes), INT),
+            "log.dirs": (self.data_dir, STRING),
+            "message.max.bytes": (self.topic_defaults.get("max.message.bytes", "1048588"), INT),
+        }
+        for name, d in TOPIC_CONFIGS.items():
+            out.setdefault("log." + name if not name.startswith("log.") else name,
+                           (self.topic_defaults.get(name, d.default), d.type))
+        return out

@@ -1,0 +1,252 @@
+"""A partition's log: an ordered list of segments, offsets, reads and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from bisect import bisect_right
+
+from .batch import BatchHeader, set_base_offset, set_log_append_time
+from .config import LogConfig
+from .records import iter_records
+from .segment import Segment
+
+log = logging.getLogger(__name__)
+
+CLEAN_SHUTDOWN = ".clean_shutdown"
+LOG_START_FILE = "log-start-offset"
+
+
+class OffsetOutOfRange(Exception):
+    """The requested offset is before the log start or after the log end."""
+
+
+class PartitionLog:
+    """The durable log of one partition: append batches, read them back by offset or timestamp."""
+
+    def __init__(self, directory: str, config: LogConfig) -> None:
+        self.directory = directory
+        self.config = config
+        self.segments: list[Segment] = []
+        self._bases: list[int] = []
+        self.log_start_offset = 0
+        self.unflushed_messages = 0
+        self.last_flush = time.monotonic()
+        self._waiters: list[asyncio.Future] = []
+        self._rolled: list[Segment] = []
+        self._new_files = False
+
+    # ---- lifecycle ----
+
+    def open(self) -> None:
+        """Load the segments on disk; validate the tail after an unclean shutdown and truncate what is torn."""
+        os.makedirs(self.directory, exist_ok=True)
+        marker = os.path.join(self.directory, CLEAN_SHUTDOWN)
+        clean = os.path.exists(marker)
+        bases = sorted(int(n[:-4]) for n in os.listdir(self.directory) if n.endswith(".log") and n[:-4].isdigit())
+        for i, base in enumerate(bases):
+            seg = Segment(self.directory, base, self.config.index_interval_bytes)
+            last = i == len(bases) - 1
+            seg.load(validate=last and not clean)
+            if seg.size == 0 and not last:
+                seg.delete()
+                continue
+            self.segments.append(seg)
+        if clean:
+            os.unlink(marker)
+        self.log_start_offset = self._read_log_start()
+        if not self.segments:
+            self.segments.append(Segment(self.directory, self.log_start_offset, self.config.index_interval_bytes))
+            self._new_files = True
+        self._bases = [s.base_offset for s in self.segments]
+        self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
+
+    def _read_log_start(self) -> int:
+        try:
+            with open(os.path.join(self.directory, LOG_START_FILE)) as f:
+                return int(f.read().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        """Flush and close; leave a marker so that the next start can skip validation."""
+        self.flush()
+        for seg in self.segments:
+            seg.close()
+        with open(os.path.join(self.directory, CLEAN_SHUTDOWN), "w"):
+            pass
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # ---- offsets ----
+
+    @property
+    def active(self) -> Segment:
+        return self.segments[-1]
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.active.next_offset
+
+    @property
+    def high_watermark(self) -> int:
+        # A single node is its own ISR: what is appended is replicated.
+        return self.active.next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    # ---- append ----
+
+    def append(self, data: bytearray, batches: list[tuple[int, BatchHeader]]) -> int:
+        """Assign offsets to the validated batches in `data`, write them, wake fetchers; return the base offset."""
+        cfg = self.config
+        seg = self.active
+        if seg.size and (
+            seg.size + len(data) > cfg.segment_bytes or (time.time() - seg.created) * 1000 >= cfg.segment_ms
+        ):
+            seg = self._roll()
+        first = next_offset = seg.next_offset
+        now_ms = int(time.time() * 1000) if cfg.log_append_time else 0
+        placed = []
+        count = 0
+        for pos, header in batches:
+            set_base_offset(data, pos, next_offset)
+            header.base_offset = next_offset
+            if now_ms:
+                set_log_append_time(data, pos, header, now_ms)
+            placed.append((pos, next_offset, header.size, header.max_timestamp))
+            next_offset += header.last_offset_delta + 1
+            count += header.record_count
+        if seg.size == 0:
+            seg.created = time.time()
+        seg.append(data, placed, next_offset)
+        self.unflushed_messages += count
+        self._wake()
+        return first
+
+    def _roll(self) -> Segment:
+        old = self.active
+        self._rolled.append(old)
+        seg = Segment(self.directory, old.next_offset, self.config.index_interval_bytes)
+        self.segments.append(seg)
+        self._bases.append(seg.base_offset)
+        self._new_files = True
+        return seg
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def wait_for_append(self) -> asyncio.Future:
+        """A future resolved at the next append (for long-polling fetches)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        return fut
+
+    # ---- durability ----
+
+    def needs_flush(self) -> bool:
+        return bool(self._rolled) or self.active.dirty or self._new_files
+
+    def flush_targets(self) -> list[Segment]:
+        """Take the segments to fsync (called on the event loop, before the fsync runs in a thread)."""
+        targets = self._rolled + [self.active]
+        self._rolled = []
+        self.unflushed_messages = 0
+        self.last_flush = time.monotonic()
+        return targets
+
+    def flush(self) -> None:
+        """fsync synchronously (shutdown and tests)."""
+        sync_dir = self._new_files
+        for seg in self.flush_targets():
+            seg.flush()
+        if sync_dir:
+            self.sync_directory()
+
+    def sync_directory(self) -> None:
+        self._new_files = False
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # ---- reads ----
+
+    def _segment_index(self, offset: int) -> int:
+        return max(0, bisect_right(self._bases, offset) - 1)
+
+    def read(self, offset: int, max_bytes: int, upper: int | None = None) -> bytes:
+        """Batches from the one holding `offset`, at most `max_bytes` (but at least one whole batch), and
+        nothing at or past `upper` (default: the high watermark). Raises OffsetOutOfRange."""
+        hw = self.high_watermark
+        if offset < self.log_start_offset or offset > hw:
+            raise OffsetOutOfRange(offset)
+        limit = hw if upper is None else min(upper, hw)
+        if offset >= limit:
+            return b""
+        i = self._segment_index(offset)
+        while i < len(self.segments):
+            seg = self.segments[i]
+            found = seg.locate(offset)
+            if found is not None:
+                break
+            i += 1
+        else:
+            return b""
+        pos, first_size = found
+        end = seg.size if limit >= seg.next_offset else seg.position_of(limit)
+        if end <= pos:
+            return b""
+        length = min(end - pos, max(first_size, max_bytes))
+        if pos + length == end and limit >= seg.next_offset:
+            seg.remember_resume(seg.next_offset, end)
+        return seg.read(pos, pos + length)
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with timestamp >= `timestamp`, or None."""
+        for seg in self.segments:
+            if seg.max_timestamp < timestamp:
+                continue
+            for pos, header in seg.batches_from(seg.time_lookup_position(timestamp)):
+                if header.max_timestamp < timestamp or header.is_control:
+                    continue
+                for rec in iter_records(seg.read(pos, pos + header.size), header):
+                    if rec.timestamp >= timestamp and rec.offset >= self.log_start_offset:
+                        return rec.offset, rec.timestamp
+        return None
+
+    def offset_of_max_timestamp(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the record with the largest timestamp (ListOffsets MAX_TIMESTAMP)."""
+        best: tuple[int, int] | None = None
+        for seg in self.segments:
+            if seg.size == 0 or (best and seg.max_timestamp <= best[1]):
+                continue
+            for pos, header in seg.batches_from(0):
+                if header.is_control or (best and header.max_timestamp <= best[1]):
+                    continue
+                for rec in iter_records(seg.read(pos, pos + header.size), header):
+                    if best is None or rec.timestamp > best[1]:
+                        best = (rec.offset, rec.timestamp)
+        return best
+
+    # ---- removal ----
+
+    def delete(self) -> None:
+        """Remove the partition's files (topic deletion)."""
+        for seg in self.segments:
+            seg.delete()
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+        for name in os.listdir(self.directory):
+            os.unlink(os.path.join(self.directory, name))
+        os.rmdir(self.directory)
