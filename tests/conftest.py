@@ -1,0 +1,137 @@
+"""Shared fixtures: a real broker on a free port, or Apache Kafka when asked.
+
+`pytest --kafka` (or KAFKA_BOOTSTRAP=host:port, or TEST_KAFKA=1) runs the client scenarios against Apache Kafka
+started by scripts/kafka-up instead of the embedded broker, so that the two can be compared. Tests that need to
+restart or kill the broker use the `embedded` fixtures only and are skipped against Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from broker_embedded import EmbeddedBroker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--kafka", action="store_true", help="run client scenarios against Apache Kafka (scripts/kafka-up)")
+
+
+def _kafka_bootstrap(config) -> str | None:
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        return os.environ["KAFKA_BOOTSTRAP"]
+    if config.getoption("--kafka") or os.environ.get("TEST_KAFKA") == "1":
+        out = subprocess.run([str(ROOT / "scripts" / "kafka-up")], check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("bootstrap "):
+                return line.split()[1]
+        raise RuntimeError(f"scripts/kafka-up printed no bootstrap line: {out!r}")
+    return None
+
+
+@pytest.fixture(scope="session")
+def kafka_reference(pytestconfig) -> str | None:
+    """The bootstrap address of Apache Kafka when the suite runs against it, else None."""
+    return _kafka_bootstrap(pytestconfig)
+
+
+@pytest.fixture
+def embedded_broker(tmp_path):
+    """An embedded broker on a free port, in a background thread, with its data in a fresh directory."""
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "broker"), port=0).start_in_thread()
+    yield broker
+    broker.stop_thread()
+
+
+@pytest.fixture
+def bootstrap(request, kafka_reference) -> str:
+    """Where the client scenarios connect: a fresh embedded broker, or Apache Kafka under --kafka."""
+    if kafka_reference:
+        return kafka_reference
+    return request.getfixturevalue("embedded_broker").bootstrap_servers
+
+
+@pytest.fixture
+def topic_name() -> str:
+    """A topic name no other test uses (so scenarios can share one Kafka)."""
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def only_embedded(kafka_reference):
+    if kafka_reference:
+        pytest.skip("needs to restart or kill the embedded broker")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BrokerProcess:
+    """`python -m broker_embedded` in a child process, for restart and kill -9 tests."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, *extra: str) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.extra = extra
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> "BrokerProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "broker_embedded", "--data-dir", str(self.data_dir), "--port", str(self.port),
+             "--loglevel", "WARNING", *self.extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + timeout
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on"):
+            self.proc.kill()
+            raise RuntimeError(f"broker did not start: {line!r} {self.proc.stderr.read()}")
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError("broker port never opened")
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(30)
+
+
+@pytest.fixture
+def broker_process(tmp_path, only_embedded):
+    procs: list[BrokerProcess] = []
+
+    def make(*extra: str, data_dir: Path | None = None, port: int | None = None) -> BrokerProcess:
+        p = BrokerProcess(data_dir or tmp_path / "broker", port, *extra)
+        procs.append(p)
+        return p
+
+    yield make
+    for p in procs:
+        if p.proc and p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
