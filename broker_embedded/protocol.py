@@ -141,7 +141,9 @@ class Reply:
         self.version = version
 
     def __call__(self, entity: str, /, **kwargs: Any) -> Any:
-        return build(getattr(self.module, entity), kwargs)
+        cls = getattr(self.module, entity, None)
+        # An entity this version lacks can only feed a field this version lacks, which build() drops.
+        return None if cls is None else build(cls, kwargs)
 
     def has(self, name: str, field: str) -> bool:
         return field in _field_names(getattr(self.module, name))

@@ -91,6 +91,7 @@ class KafkaServer:
                 return
             response = await task
             if response is _CLOSE:
+                writer.close()  # the reader then sees EOF and the client learns at once
                 return
             if response is not None:
                 writer.write(response)
