@@ -1,14 +1,17 @@
-"""Looking inside a record batch: decompress it and walk its records.
+"""Looking inside a record batch (decompress it, walk its records) and writing one (`build_batch`).
 
-The broker only does this where it must (timestamp look-ups, compaction); produce and fetch never do.
+The broker only reads inside batches where it must (timestamp look-ups, compaction); produce and fetch never do.
+It writes batches of its own for internal topics (committed offsets) and transaction markers.
 """
 
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import dataclass
 
 import cramjam
+from crc32c import crc32c
 
 from .batch import HEADER_SIZE, BatchHeader
 
@@ -95,3 +98,91 @@ def iter_records(batch: bytes, header: BatchHeader):
             headers.append(((hk or b"").decode("utf-8", "replace"), hv))
         timestamp = header.max_timestamp if log_append else header.base_timestamp + ts_delta
         yield Record(header.base_offset + off_delta, timestamp, key, value, headers)
+
+
+# ---- writing ----
+
+_BATCH_HEAD = struct.Struct(">qiibIhiqqqhii")
+
+
+def _zigzag(n: int, out: bytearray) -> None:
+    """Append `n` as a zigzag varint (Kafka's varint and varlong share this encoding)."""
+    v = (n << 1) ^ (n >> 63)
+    v &= (1 << 64) - 1
+    while v & ~0x7F:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+
+
+def _put_bytes(data: bytes | None, out: bytearray) -> None:
+    if data is None:
+        _zigzag(-1, out)
+    else:
+        _zigzag(len(data), out)
+        out += data
+
+
+def _compress(codec: int, data: bytes) -> bytes:
+    if codec == NONE:
+        return data
+    if codec == GZIP:
+        return bytes(cramjam.gzip.compress(data))
+    if codec == LZ4:
+        return bytes(cramjam.lz4.compress(data))
+    if codec == ZSTD:
+        return bytes(cramjam.zstd.compress(data))
+    raise ValueError(f"build_batch cannot write compression codec {codec}")
+
+
+def build_batch(
+    records,
+    *,
+    base_offset: int = 0,
+    attributes: int = 0,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    partition_leader_epoch: int = 0,
+) -> bytes:
+    """Encode a RecordBatch v2 (magic 2) with a valid CRC-32C.
+
+    `records` is a sequence of (key, value, headers, timestamp): key and value are bytes or None, headers a list
+    of (str, bytes | None), timestamp in ms (None means now). `attributes` is written as given (codec bits select
+    gzip, lz4 or zstd compression of the records; the transactional and control bits mark transaction data and
+    markers). Offsets inside the batch are 0..n-1 relative to `base_offset`, which the log patches on append.
+    """
+    records = list(records)
+    if not records:
+        raise ValueError("build_batch needs at least one record")
+    now = None
+    stamps = []
+    for _k, _v, _h, ts in records:
+        if ts is None:
+            if now is None:
+                now = int(time.time() * 1000)
+            ts = now
+        stamps.append(ts)
+    base_ts = stamps[0]
+    body = bytearray()
+    for delta, ((key, value, headers, _ts), ts) in enumerate(zip(records, stamps)):
+        rec = bytearray(b"\x00")  # record attributes: unused in v2
+        _zigzag(ts - base_ts, rec)
+        _zigzag(delta, rec)
+        _put_bytes(key, rec)
+        _put_bytes(value, rec)
+        headers = headers or ()
+        _zigzag(len(headers), rec)
+        for hk, hv in headers:
+            _put_bytes(hk.encode("utf-8"), rec)
+            _put_bytes(hv, rec)
+        _zigzag(len(rec), body)
+        body += rec
+    payload = _compress(attributes & 0x07, bytes(body))
+    length = HEADER_SIZE - 12 + len(payload)
+    out = bytearray(_BATCH_HEAD.pack(base_offset, length, partition_leader_epoch, 2, 0, attributes,
+                                     len(records) - 1, base_ts, max(stamps), producer_id, producer_epoch,
+                                     base_sequence, len(records)))
+    out += payload
+    struct.pack_into(">I", out, 17, crc32c(memoryview(out)[21:]))
+    return bytes(out)
