@@ -142,6 +142,14 @@ class BrokerConfig:
     # Broker-wide defaults for topic configs, by topic config name (log.* broker names map onto these).
     topic_defaults: dict[str, str] = field(default_factory=dict)
     advertised_host: str | None = None
+    # Consumer groups and committed offsets (Kafka's group.* and offsets.* broker configs).
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1800000
+    group_initial_rebalance_delay_ms: int = 3000
+    group_max_size: int = 2**31 - 1
+    offsets_retention_minutes: int = 10080
+    offsets_retention_check_interval_ms: int = 600000
+    offset_metadata_max_bytes: int = 4096
 
     def __post_init__(self) -> None:
         if not self.cluster_id:
@@ -162,6 +170,13 @@ class BrokerConfig:
             "socket.request.max.bytes": (str(self.socket_request_max_bytes), INT),
             "log.dirs": (self.data_dir, STRING),
             "message.max.bytes": (self.topic_defaults.get("max.message.bytes", "1048588"), INT),
+            "group.min.session.timeout.ms": (str(self.group_min_session_timeout_ms), INT),
+            "group.max.session.timeout.ms": (str(self.group_max_session_timeout_ms), INT),
+            "group.initial.rebalance.delay.ms": (str(self.group_initial_rebalance_delay_ms), INT),
+            "group.max.size": (str(self.group_max_size), INT),
+            "offsets.retention.minutes": (str(self.offsets_retention_minutes), INT),
+            "offsets.retention.check.interval.ms": (str(self.offsets_retention_check_interval_ms), LONG),
+            "offset.metadata.max.bytes": (str(self.offset_metadata_max_bytes), INT),
         }
         for name, d in TOPIC_CONFIGS.items():
             out.setdefault("log." + name if not name.startswith("log.") else name,
