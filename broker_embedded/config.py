@@ -122,6 +122,10 @@ def log_config(overrides: dict[str, str], defaults: dict[str, str]) -> LogConfig
         retention_bytes=int(get("retention.bytes")),
         compact="compact" in policy,
         delete="delete" in policy,
+        min_cleanable_dirty_ratio=float(get("min.cleanable.dirty.ratio")),
+        min_compaction_lag_ms=int(get("min.compaction.lag.ms")),
+        max_compaction_lag_ms=int(get("max.compaction.lag.ms")),
+        delete_retention_ms=int(get("delete.retention.ms")),
     )
 
 
@@ -150,6 +154,10 @@ class BrokerConfig:
     offsets_retention_minutes: int = 10080
     offsets_retention_check_interval_ms: int = 600000
     offset_metadata_max_bytes: int = 4096
+    # Retention and compaction (Kafka's log.retention.check.interval.ms, log.cleaner.backoff.ms, log.cleaner.enable).
+    log_retention_check_interval_ms: int = 300000
+    log_cleaner_backoff_ms: int = 15000
+    log_cleaner_enable: bool = True
 
     def __post_init__(self) -> None:
         if not self.cluster_id:
@@ -177,6 +185,9 @@ class BrokerConfig:
             "offsets.retention.minutes": (str(self.offsets_retention_minutes), INT),
             "offsets.retention.check.interval.ms": (str(self.offsets_retention_check_interval_ms), LONG),
             "offset.metadata.max.bytes": (str(self.offset_metadata_max_bytes), INT),
+            "log.retention.check.interval.ms": (str(self.log_retention_check_interval_ms), LONG),
+            "log.cleaner.backoff.ms": (str(self.log_cleaner_backoff_ms), LONG),
+            "log.cleaner.enable": (str(self.log_cleaner_enable).lower(), BOOLEAN),
         }
         for name, d in TOPIC_CONFIGS.items():
             out.setdefault("log." + name if not name.startswith("log.") else name,

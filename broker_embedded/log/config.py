@@ -22,3 +22,8 @@ class LogConfig:
     retention_bytes: int = -1
     compact: bool = False
     delete: bool = True
+    # Compaction (cleanup.policy=compact): when a partition is worth cleaning and what the cleaner may drop.
+    min_cleanable_dirty_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = NEVER
+    delete_retention_ms: int = 24 * 3600 * 1000
