@@ -103,11 +103,11 @@ class KafkaServer:
             log.warning("closing %s: unknown API key %d (client %s)", peer, header.api_key, header.client_id)
             return _CLOSE
         version = header.api_version
+        if header.api_key == 0 and 0 <= version < 3:
+            return _produce_v0_2_unsupported(header, frame, pos)
         if not api.min_version <= version <= api.max_version:
             if header.api_key == 18:
                 return self._api_versions_fallback(header)
-            if header.api_key == 0 and 0 <= version < 3:
-                return _produce_v0_2_unsupported(header, frame, pos)
             log.warning("closing %s: API key %d version %d is not supported (supported %d-%d)",
                         peer, header.api_key, version, api.min_version, api.max_version)
             return _CLOSE
