@@ -130,11 +130,12 @@ class KafkaServer:
             return _CLOSE
 
     def _api_versions_fallback(self, header) -> bytes:
-        """KIP-511: answer an unknown ApiVersions version with a v0 response carrying UNSUPPORTED_VERSION."""
-        body = bytearray(struct.pack(">ihi", header.correlation_id, ErrorCode.unsupported_version, len(self.handlers)))
-        for api in sorted(self.handlers.values(), key=lambda a: a.key):
-            body += struct.pack(">hhh", api.key, api.min_version, api.max_version)
-        return _I32.pack(len(body)) + bytes(body)
+        """KIP-511: answer an unknown ApiVersions version with a v0 response carrying UNSUPPORTED_VERSION and,
+        as Kafka does, only ApiVersions' own range, so the client can retry with a version we know."""
+        api = self.handlers[18]
+        body = struct.pack(">ihihhh", header.correlation_id, ErrorCode.unsupported_version, 1, 18,
+                           api.min_version, api.max_version)
+        return _I32.pack(len(body)) + body
 
 
 def _produce_v0_2_unsupported(header, frame: bytes, pos: int) -> bytes | object:

@@ -63,11 +63,12 @@ def test_api_versions_unknown_version_falls_back_to_v0(bootstrap):
         resp = _response(s)
     corr, err, n = struct.unpack(">ihi", resp[:10])
     assert corr == 5 and err == 35  # UNSUPPORTED_VERSION, with the v0 list of APIs
-    keys = {struct.unpack(">hhh", resp[10 + 6 * i: 16 + 6 * i])[0] for i in range(n)}
-    assert {0, 1, 2, 3, 18}.issubset(keys)
+    entries = [struct.unpack(">hhh", resp[10 + 6 * i: 16 + 6 * i]) for i in range(n)]
+    assert [key for key, _, _ in entries] == [18]  # only ApiVersions' own range, as Kafka answers
+    assert entries[0][1] == 0 and entries[0][2] >= 3
 
 
-def test_produce_v0_to_v2_is_advertised_but_refused(bootstrap):
+def test_produce_v0_to_v2_is_advertised_but_refused(bootstrap, kafka_reference):
     with socket.create_connection(_addr(bootstrap), timeout=5) as s:
         _request(s, 18, 0, b"")
         resp = _response(s)
@@ -77,6 +78,11 @@ def test_produce_v0_to_v2_is_advertised_but_refused(bootstrap):
         body = struct.pack(">hii", 1, 1000, 1) + struct.pack(">h", 1) + b"t" + struct.pack(">i", 1)
         body += struct.pack(">ii", 0, 0)
         _request(s, 0, 2, body, corr=11)
+        if kafka_reference:
+            # Kafka 4 closes the connection; the issue asks for an UNSUPPORTED_VERSION answer instead, which
+            # tells the client why. Either way nothing is appended.
+            assert _closed(s)
+            return
         resp = _response(s)
     corr, ntopics = struct.unpack(">ii", resp[:8])
     assert corr == 11 and ntopics == 1
