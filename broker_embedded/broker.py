@@ -10,6 +10,8 @@ import logging
 import time
 
 from .config import BrokerConfig
+from .coordinator.producers import ProducerStates
+from .coordinator.transactions import TransactionCoordinator
 from .log.flush import GroupCommitFlusher
 from .log.partition import PartitionLog
 from .metadata import Topic, TopicRegistry
@@ -31,6 +33,11 @@ class Broker:
         # Callbacks run after a topic is deleted (coordinators drop the offsets they hold for it).
         self.on_topic_deleted: list = []
         self.advertised_port = config.port
+        # Idempotence and transactions: per-partition producer state and the transaction coordinator. The
+        # coordinator must start after the offset store (recovery settles transactional offsets there).
+        self.producers = ProducerStates()
+        self.transactions = TransactionCoordinator(self)
+        self.services.append(self.transactions)
 
     async def start(self) -> None:
         started = time.monotonic()
@@ -65,12 +72,12 @@ class Broker:
         return self.topics.partition(name, partition)
 
     def last_stable_offset(self, plog: PartitionLog) -> int:
-        """The offset below which no transaction is open (the high watermark until transactions exist)."""
-        return plog.high_watermark
+        """The offset below which no transaction is open."""
+        return self.producers.last_stable_offset(plog)
 
     def aborted_transactions(self, plog: PartitionLog, start: int, end: int) -> tuple:
         """(producer id, first offset) of aborted transactions overlapping [start, end), for read_committed."""
-        return ()
+        return self.producers.aborted_transactions(plog, start, end)
 
     async def _flush_by_time(self) -> None:
         """Enforce flush.ms: fsync partitions whose oldest unflushed append is older than their setting."""

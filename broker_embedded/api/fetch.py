@@ -59,7 +59,8 @@ def _read(ctx: RequestContext, req):
             except OffsetOutOfRange:
                 code = ErrorCode.offset_out_of_range
             if committed:
-                aborted = broker.aborted_transactions(plog, fp.fetch_offset, lso)
+                aborted = tuple(r("AbortedTransaction", producer_id=pid, first_offset=first)
+                                for pid, first in broker.aborted_transactions(plog, fp.fetch_offset, lso))
             total += len(records)
             budget -= len(records)
             parts.append(_partition(r, fp.partition, code, hw, lso, plog.log_start_offset, records, aborted))

@@ -10,7 +10,7 @@ from kio.schema.errors import ErrorCode
 from ..log.batch import InvalidBatch, split_batches
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
-from .errors import error_code
+from .errors import KafkaError, error_code
 
 
 @handles(0, 0, 11)
@@ -39,7 +39,8 @@ async def produce(ctx: RequestContext, req):
                     for _pos, header in batches:
                         if header.size > limit:
                             raise _TooLarge(f"batch of {header.size} bytes exceeds max.message.bytes {limit}")
-                    base = plog.append(bytearray(data), batches)
+                    # Idempotence and transaction checks; a retried duplicate gets its original offset.
+                    base = broker.producers.append(plog, td.name, pd.index, data, batches)
                     if plog.config.log_append_time:
                         append_time = datetime.datetime.fromtimestamp(batches[0][1].max_timestamp / 1000, datetime.UTC)
                     log_start = plog.log_start_offset
@@ -49,7 +50,7 @@ async def produce(ctx: RequestContext, req):
                         broker.flusher.flush(plog)
                 except _TooLarge as exc:
                     code, message = ErrorCode.message_too_large, str(exc)
-                except InvalidBatch as exc:
+                except (InvalidBatch, KafkaError) as exc:
                     code, message = error_code(exc), str(exc)
             parts.append(r("PartitionProduceResponse", index=pd.index, error_code=code, base_offset=base,
                            log_append_time=append_time, log_start_offset=log_start, record_errors=(),

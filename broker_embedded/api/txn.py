@@ -1,0 +1,129 @@
+"""Producer ids and transactions: InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn.
+
+The work is done by `broker.transactions` (coordinator/transactions.py); these handlers translate requests and
+errors. Clients older than KIP-588 do not know PRODUCER_FENCED: they hear INVALID_PRODUCER_EPOCH instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from kio.schema.errors import ErrorCode
+
+from ..protocol import ZERO_MS
+from . import RequestContext, handles
+from .errors import KafkaError
+
+# The first version of each request whose clients understand PRODUCER_FENCED (as Kafka's KafkaApis decides).
+_FENCED_SINCE = {22: 4, 24: 2, 25: 2, 26: 2, 28: 3}
+
+
+def _code(ctx: RequestContext, exc: KafkaError) -> ErrorCode:
+    if exc.code == ErrorCode.producer_fenced and ctx.version < _FENCED_SINCE.get(ctx.header.api_key, 0):
+        return ErrorCode.invalid_producer_epoch
+    return exc.code
+
+
+@handles(22, 0, 5)
+async def init_producer_id(ctx: RequestContext, req):
+    pid, epoch, code = -1, -1, ErrorCode.none
+    try:
+        pid, epoch = await ctx.broker.transactions.init_producer_id(
+            req.transactional_id, int(req.transaction_timeout.total_seconds() * 1000),
+            getattr(req, "producer_id", -1), getattr(req, "producer_epoch", -1))
+    except KafkaError as exc:
+        code = _code(ctx, exc)
+    return ctx.reply("InitProducerIdResponse", throttle_time=ZERO_MS, error_code=code, producer_id=pid,
+                     producer_epoch=epoch)
+
+
+@handles(24, 0, 5)
+async def add_partitions_to_txn(ctx: RequestContext, req):
+    r = ctx.reply
+    if ctx.version >= 4:
+        results = []
+        for txn in req.transactions:
+            codes = await _add_partitions(ctx, txn.transactional_id, txn.producer_id, txn.producer_epoch,
+                                          txn.topics, txn.verify_only)
+            results.append(r("AddPartitionsToTxnResult", transactional_id=txn.transactional_id,
+                             topic_results=_topic_results(r, codes)))
+        return r("AddPartitionsToTxnResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none,
+                 results_by_transaction=tuple(results))
+    codes = await _add_partitions(ctx, req.v3_and_below_transactional_id, req.v3_and_below_producer_id,
+                                  req.v3_and_below_producer_epoch, req.v3_and_below_topics, False)
+    return r("AddPartitionsToTxnResponse", throttle_time=ZERO_MS, results_by_topic_v3_and_below=_topic_results(r, codes))
+
+
+async def _add_partitions(ctx, tid, pid, epoch, topics, verify_only):
+    wanted = [(t.name, p) for t in topics for p in t.partitions]
+    try:
+        return await ctx.broker.transactions.add_partitions(tid, pid, epoch, wanted, verify_only)
+    except KafkaError as exc:
+        code = _code(ctx, exc)
+        return {tp: code for tp in wanted}
+
+
+def _topic_results(r, codes: dict):
+    by_topic: dict[str, list] = {}
+    for (topic, partition), code in codes.items():
+        by_topic.setdefault(topic, []).append(
+            r("AddPartitionsToTxnPartitionResult", partition_index=partition, partition_error_code=code))
+    return tuple(r("AddPartitionsToTxnTopicResult", name=t, results_by_partition=tuple(ps)) for t, ps in by_topic.items())
+
+
+@handles(25, 0, 4)
+async def add_offsets_to_txn(ctx: RequestContext, req):
+    code = ErrorCode.none
+    try:
+        await ctx.broker.transactions.add_offsets(req.transactional_id, req.producer_id, req.producer_epoch,
+                                                  req.group_id)
+    except KafkaError as exc:
+        code = _code(ctx, exc)
+    return ctx.reply("AddOffsetsToTxnResponse", throttle_time=ZERO_MS, error_code=code)
+
+
+@handles(28, 0, 5)
+async def txn_offset_commit(ctx: RequestContext, req):
+    r = ctx.reply
+    broker = ctx.broker
+    code = ErrorCode.none
+    try:
+        broker.transactions.check_offset_commit(req.transactional_id, req.producer_id, req.producer_epoch,
+                                                req.group_id)
+        member_id = getattr(req, "member_id", "") or ""
+        generation = getattr(req, "generation_id", -1)
+        groups = getattr(broker, "groups", None)
+        if groups is not None and (member_id or generation >= 0):
+            # KIP-447: a member of an older generation is a zombie even if its producer is not.
+            checked = groups.check_member(req.group_id, member_id, generation, getattr(req, "group_instance_id", None))
+            if inspect.isawaitable(checked):
+                await checked
+        offsets = getattr(broker, "offsets", None)
+        if offsets is None:
+            raise KafkaError(ErrorCode.coordinator_not_available, "the offset store is not available")
+        staged = {(t.name, p.partition_index): (p.committed_offset, getattr(p, "committed_leader_epoch", -1),
+                                                p.committed_metadata)
+                  for t in req.topics for p in t.partitions}
+        done = offsets.stage_txn_offsets(req.producer_id, req.group_id, staged)
+        if inspect.isawaitable(done):
+            await done
+    except KafkaError as exc:
+        code = _code(ctx, exc)
+    topics = tuple(
+        r("TxnOffsetCommitResponseTopic", name=t.name, partitions=tuple(
+            r("TxnOffsetCommitResponsePartition", partition_index=p.partition_index, error_code=code)
+            for p in t.partitions))
+        for t in req.topics)
+    return r("TxnOffsetCommitResponse", throttle_time=ZERO_MS, topics=topics)
+
+
+@handles(26, 0, 5)
+async def end_txn(ctx: RequestContext, req):
+    code = ErrorCode.none
+    pid, epoch = req.producer_id, req.producer_epoch
+    try:
+        meta = await ctx.broker.transactions.end_txn(req.transactional_id, pid, epoch, req.committed)
+        pid, epoch = meta.producer_id, meta.producer_epoch
+    except KafkaError as exc:
+        code = _code(ctx, exc)
+    return ctx.reply("EndTxnResponse", throttle_time=ZERO_MS, error_code=code, producer_id=pid, producer_epoch=epoch)

@@ -1,0 +1,206 @@
+"""Idempotent producers: retried batches are written once, gaps and fenced epochs are refused.
+
+The raw tests send the very same Produce bytes twice over a socket, which is what a client retry after a lost
+response looks like to the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import io
+import socket
+import struct
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from kio.index import load_payload_module
+from kio.schema.errors import ErrorCode
+from kio.serial import entity_reader, entity_writer
+from kio.static.constants import EntityType
+
+from broker_embedded.log.records import build_batch
+
+
+class RawClient:
+    """A blocking Kafka connection speaking non-flexible request versions through kio's codecs."""
+
+    def __init__(self, bootstrap: str) -> None:
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.corr = 0
+
+    def call(self, api_key: int, version: int, entity: str, **fields):
+        req_mod = load_payload_module(api_key, version, EntityType.request)
+        resp_mod = load_payload_module(api_key, version, EntityType.response)
+        req_cls = getattr(req_mod, entity + "Request")
+        buf = io.BytesIO()
+        entity_writer(req_cls)(buf, req_cls(**fields))
+        self.corr += 1
+        frame = struct.pack(">hhih", api_key, version, self.corr, 4) + b"test" + buf.getvalue()
+        self.sock.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", self._recv(4))[0]
+        body = self._recv(size)
+        assert struct.unpack(">i", body[:4])[0] == self.corr
+        resp, _ = entity_reader(getattr(resp_mod, entity + "Response"))(body, 4)
+        return resp
+
+    def _recv(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    def init_producer_id(self) -> tuple[int, int]:
+        resp = self.call(22, 1, "InitProducerId", transactional_id=None,
+                         transaction_timeout=datetime.timedelta(seconds=60))
+        assert resp.error_code == ErrorCode.none
+        return resp.producer_id, resp.producer_epoch
+
+    def produce(self, topic: str, batch: bytes, partition: int = 0):
+        """(error code, base offset) of a Produce v3 with acks=-1 carrying `batch`."""
+        m = load_payload_module(0, 3, EntityType.request)
+        resp = self.call(0, 3, "Produce", transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=10),
+                         topic_data=(m.TopicProduceData(name=topic, partition_data=(
+                             m.PartitionProduceData(index=partition, records=batch),)),))
+        p = resp.responses[0].partition_responses[0]
+        return p.error_code, p.base_offset
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def batch(values: list[bytes], pid: int, epoch: int, seq: int) -> bytes:
+    return build_batch([(None, v, None, None) for v in values], producer_id=pid, producer_epoch=epoch,
+                       base_sequence=seq)
+
+
+async def _create(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+
+
+async def _values(bootstrap: str, topic: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        out = []
+        while await consumer.position(tp) < end:
+            for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+                out += [m.value for m in msgs]
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _create_sync(bootstrap: str, topic: str) -> None:
+    asyncio.run(_create(bootstrap, topic))
+
+
+def test_duplicate_batch_is_acknowledged_with_its_original_offset(bootstrap, topic_name):
+    _create_sync(bootstrap, topic_name)
+    c = RawClient(bootstrap)
+    try:
+        pid, epoch = c.init_producer_id()
+        first = batch([b"a", b"b"], pid, epoch, 0)
+        assert c.produce(topic_name, first) == (ErrorCode.none, 0)
+        second = batch([b"c"], pid, epoch, 2)
+        assert c.produce(topic_name, second) == (ErrorCode.none, 2)
+        # Retries of both (a lost response): acknowledged with the original offsets, not written again.
+        assert c.produce(topic_name, first) == (ErrorCode.none, 0)
+        assert c.produce(topic_name, second) == (ErrorCode.none, 2)
+        assert c.produce(topic_name, batch([b"d"], pid, epoch, 3)) == (ErrorCode.none, 3)
+    finally:
+        c.close()
+    assert asyncio.run(_values(bootstrap, topic_name)) == [b"a", b"b", b"c", b"d"]
+
+
+def test_sequence_gap_and_old_epoch_are_refused(bootstrap, topic_name):
+    _create_sync(bootstrap, topic_name)
+    c = RawClient(bootstrap)
+    try:
+        pid, epoch = c.init_producer_id()
+        assert c.produce(topic_name, batch([b"a"], pid, epoch, 0))[0] == ErrorCode.none
+        assert c.produce(topic_name, batch([b"x"], pid, epoch, 5))[0] == ErrorCode.out_of_order_sequence_number
+        assert c.produce(topic_name, batch([b"b"], pid, epoch, 1))[0] == ErrorCode.none
+        # A new epoch must start at sequence 0; once it has, the old epoch is fenced.
+        assert c.produce(topic_name, batch([b"x"], pid, epoch + 1, 3))[0] == ErrorCode.out_of_order_sequence_number
+        assert c.produce(topic_name, batch([b"c"], pid, epoch + 1, 0))[0] == ErrorCode.none
+        assert c.produce(topic_name, batch([b"x"], pid, epoch, 2))[0] == ErrorCode.invalid_producer_epoch
+    finally:
+        c.close()
+    assert asyncio.run(_values(bootstrap, topic_name)) == [b"a", b"b", b"c"]
+
+
+def test_producer_ids_are_unique(bootstrap):
+    c = RawClient(bootstrap)
+    try:
+        ids = {c.init_producer_id()[0] for _ in range(20)}
+    finally:
+        c.close()
+    assert len(ids) == 20
+
+
+def test_state_and_ids_survive_a_restart(broker_process, topic_name):
+    """Producer state is rebuilt from the log (also after kill -9) and producer ids are never reused."""
+    broker = broker_process().start()
+    _create_sync(broker.bootstrap_servers, topic_name)
+    c = RawClient(broker.bootstrap_servers)
+    pid, epoch = c.init_producer_id()
+    first = batch([b"a"], pid, epoch, 0)
+    assert c.produce(topic_name, first) == (ErrorCode.none, 0)
+    assert c.produce(topic_name, batch([b"b"], pid, epoch, 1)) == (ErrorCode.none, 1)
+    c.close()
+    broker.kill()
+    broker.start()
+    c = RawClient(broker.bootstrap_servers)
+    try:
+        assert c.produce(topic_name, first) == (ErrorCode.none, 0)
+        assert c.produce(topic_name, batch([b"x"], pid, epoch, 7))[0] == ErrorCode.out_of_order_sequence_number
+        assert c.produce(topic_name, batch([b"c"], pid, epoch, 2)) == (ErrorCode.none, 2)
+        assert c.init_producer_id()[0] != pid
+    finally:
+        c.close()
+    assert asyncio.run(_values(broker.bootstrap_servers, topic_name)) == [b"a", b"b", b"c"]
+
+
+@pytest.mark.asyncio
+async def test_aiokafka_idempotent_producer(bootstrap, topic_name):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for i in range(50):
+            await producer.send(topic_name, b"%d" % i)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    assert await _values(bootstrap, topic_name) == [b"%d" % i for i in range(50)]
+
+
+def test_kafka_python_and_confluent_idempotent_producers(bootstrap, topic_name):
+    from confluent_kafka import Producer
+    from kafka import KafkaProducer
+
+    kp = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    for i in range(20):
+        kp.send(topic_name, b"k%d" % i)
+    kp.flush()
+    kp.close()
+    cp = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i in range(20):
+        cp.produce(topic_name, b"c%d" % i)
+    assert cp.flush(30) == 0
+    values = asyncio.run(_values(bootstrap, topic_name))
+    assert values == [b"k%d" % i for i in range(20)] + [b"c%d" % i for i in range(20)]
