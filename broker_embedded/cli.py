@@ -44,12 +44,12 @@ def _check_data_dir(path: str) -> str | None:
 
 
 async def _serve(broker: EmbeddedBroker) -> None:
-    await broker.start()
-    print(f"listening on {broker.bootstrap_servers}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    await broker.start()
+    print(f"listening on {broker.bootstrap_servers}", flush=True)
     await stop.wait()
     await broker.stop()
 
