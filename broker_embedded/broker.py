@@ -10,9 +10,13 @@ import logging
 import time
 
 from .config import BrokerConfig
+from .coordinator.group_coordinator import GroupCoordinator
+from .coordinator.offsets import OffsetStore
 from .coordinator.producers import ProducerStates
 from .coordinator.transactions import TransactionCoordinator
+from .log.cleaner import LogCleaner
 from .log.flush import GroupCommitFlusher
+from .log.retention import RetentionService
 from .log.partition import PartitionLog
 from .metadata import Topic, TopicRegistry
 
@@ -33,11 +37,20 @@ class Broker:
         # Callbacks run after a topic is deleted (coordinators drop the offsets they hold for it).
         self.on_topic_deleted: list = []
         self.advertised_port = config.port
+        # Consumer groups and their committed offsets (durable in __consumer_offsets).
+        self.offsets = OffsetStore(self)
+        self.groups = GroupCoordinator(self, self.offsets)
+        self.services += [self.offsets, self.groups]
+        self.on_topic_deleted.append(self.offsets.on_topic_deleted)
         # Idempotence and transactions: per-partition producer state and the transaction coordinator. The
         # coordinator must start after the offset store (recovery settles transactional offsets there).
         self.producers = ProducerStates()
         self.transactions = TransactionCoordinator(self)
         self.services.append(self.transactions)
+        # Retention deletes old segments; the cleaner compacts cleanup.policy=compact partitions.
+        self.retention = RetentionService(self)
+        self.cleaner = LogCleaner(self)
+        self.services += [self.retention, self.cleaner]
 
     async def start(self) -> None:
         started = time.monotonic()

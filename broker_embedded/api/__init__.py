@@ -40,7 +40,7 @@ class RequestContext:
 
 HANDLERS: dict[int, Api] = {}
 
-MODULES = ("versions", "metadata", "produce", "fetch", "offsets", "admin", "configs", "txn")
+MODULES = ("versions", "metadata", "produce", "fetch", "offsets", "admin", "configs", "txn", "groups", "group_offsets")
 
 
 def handles(key: int, min_version: int, max_version: int) -> Callable:
