@@ -48,7 +48,8 @@ def create_topics(ctx: RequestContext, req):
             else:
                 topic = broker.topics.create(t.name, partitions, overrides)
                 topic_id, checked = topic.topic_id, topic.configs
-            configs = tuple(
+            # CreateTopics v0-4 responses carry no configs (and kio has no entity for them there).
+            configs = () if not r.has("CreatableTopicResult", "configs") else tuple(
                 r("CreatableTopicConfigs", name=name, value=checked.get(name, d.default), read_only=False,
                   config_source=1 if name in checked else 5, is_sensitive=False)
                 for name, d in TOPIC_CONFIGS.items()
