@@ -11,6 +11,7 @@ import datetime
 import io
 import socket
 import struct
+import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -56,8 +57,12 @@ class RawClient:
         return out
 
     def init_producer_id(self) -> tuple[int, int]:
-        resp = self.call(22, 1, "InitProducerId", transactional_id=None,
-                         transaction_timeout=datetime.timedelta(seconds=60))
+        for _ in range(100):  # a freshly started Kafka answers COORDINATOR_LOAD_IN_PROGRESS for a while
+            resp = self.call(22, 1, "InitProducerId", transactional_id=None,
+                             transaction_timeout=datetime.timedelta(seconds=60))
+            if resp.error_code != ErrorCode.coordinator_load_in_progress:
+                break
+            time.sleep(0.1)
         assert resp.error_code == ErrorCode.none
         return resp.producer_id, resp.producer_epoch
 

@@ -40,7 +40,8 @@ class RequestContext:
 
 HANDLERS: dict[int, Api] = {}
 
-MODULES = ("versions", "metadata", "produce", "fetch", "offsets", "admin", "configs", "txn", "groups", "group_offsets")
+MODULES = ("versions", "metadata", "produce", "fetch", "offsets", "admin", "configs", "txn", "producers", "groups", "group_offsets",
+           "delete_records")
 
 
 def handles(key: int, min_version: int, max_version: int) -> Callable:

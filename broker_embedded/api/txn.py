@@ -104,7 +104,7 @@ async def txn_offset_commit(ctx: RequestContext, req):
         staged = {(t.name, p.partition_index): (p.committed_offset, getattr(p, "committed_leader_epoch", -1),
                                                 p.committed_metadata)
                   for t in req.topics for p in t.partitions}
-        done = offsets.stage_txn_offsets(req.producer_id, req.group_id, staged)
+        done = offsets.stage_txn_offsets(req.producer_id, req.group_id, staged, producer_epoch=req.producer_epoch)
         if inspect.isawaitable(done):
             await done
     except KafkaError as exc:

@@ -220,10 +220,9 @@ class TransactionCoordinator:
             if unknown:
                 return {tp: ErrorCode.unknown_topic_or_partition if tp in unknown
                         else ErrorCode.operation_not_attempted for tp in partitions}
-            new = set(partitions) - meta.partitions
-            if new or meta.state != ONGOING:
+            if meta.state != ONGOING or not meta.partitions.issuperset(partitions):
                 self._begin(meta)
-                meta.partitions |= new
+                meta.partitions.update(partitions)
                 await self._persist(meta)
             return {tp: ErrorCode.none for tp in partitions}
 
@@ -283,7 +282,8 @@ class TransactionCoordinator:
         if meta.groups:
             offsets = getattr(self.broker, "offsets", None)
             if offsets is not None:
-                done = offsets.complete_txn_offsets(meta.producer_id, commit)
+                done = offsets.complete_txn_offsets(meta.producer_id, commit, producer_epoch=meta.producer_epoch,
+                                                    coordinator_epoch=self.coordinator_epoch)
                 if inspect.isawaitable(done):
                     await done
         meta.state = COMPLETE_COMMIT if commit else COMPLETE_ABORT

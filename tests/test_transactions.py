@@ -1,0 +1,235 @@
+"""Transactions through real clients: what read_committed and read_uncommitted consumers see, offsets committed
+with the transaction, zombie fencing and transaction timeouts (aiokafka, confluent-kafka, kafka-python)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.structs import TopicPartition
+
+
+def _tid() -> str:
+    return "tx-" + uuid.uuid4().hex[:10]
+
+
+async def _create(bootstrap: str, *topics: str, partitions: int = 1) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
+    finally:
+        await admin.close()
+
+
+async def read_all(bootstrap: str, topic: str, isolation: str, partitions: int = 1) -> list[bytes]:
+    """Every value of `topic` up to its end offset (LSO for read_committed), in partition order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+                                isolation_level=isolation)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]) and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                out += [m.value for m in msgs]
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def _producer(bootstrap: str, tid: str, **kw) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=tid, **kw)
+    await producer.start()
+    return producer
+
+
+async def test_aiokafka_committed_visible_aborted_never(bootstrap, topic_name):
+    await _create(bootstrap, topic_name, partitions=2)
+    producer = await _producer(bootstrap, _tid())
+    try:
+        async with producer.transaction():
+            await producer.send(topic_name, b"c1", partition=0)
+            await producer.send(topic_name, b"c2", partition=1)
+        await producer.begin_transaction()
+        await producer.send_and_wait(topic_name, b"a1", partition=0)
+        await producer.send_and_wait(topic_name, b"a2", partition=1)
+        await producer.abort_transaction()
+        async with producer.transaction():
+            await producer.send(topic_name, b"c3", partition=0)
+    finally:
+        await producer.stop()
+    assert sorted(await read_all(bootstrap, topic_name, "read_committed", 2)) == [b"c1", b"c2", b"c3"]
+    assert sorted(await read_all(bootstrap, topic_name, "read_uncommitted", 2)) == [b"a1", b"a2", b"c1", b"c2",
+                                                                                       b"c3"]
+
+
+async def test_read_committed_waits_for_the_open_transaction(bootstrap, topic_name):
+    """The last stable offset stops read_committed consumers before an open transaction, even behind it."""
+    await _create(bootstrap, topic_name)
+    open_txn = await _producer(bootstrap, _tid())
+    plain = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await plain.start()
+    try:
+        await plain.send_and_wait(topic_name, b"before")
+        await open_txn.begin_transaction()
+        await open_txn.send_and_wait(topic_name, b"in-txn")
+        await plain.send_and_wait(topic_name, b"after")
+        assert await read_all(bootstrap, topic_name, "read_committed") == [b"before"]
+        await open_txn.commit_transaction()
+        assert await read_all(bootstrap, topic_name, "read_committed") == [b"before", b"in-txn", b"after"]
+    finally:
+        await open_txn.stop()
+        await plain.stop()
+
+
+async def test_aiokafka_offsets_commit_only_with_the_transaction(bootstrap, topic_name):
+    src, dst, group = topic_name + "-in", topic_name + "-out", "g-" + uuid.uuid4().hex[:8]
+    await _create(bootstrap, src, dst)
+    plain = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await plain.start()
+    for i in range(10):
+        await plain.send(src, b"%d" % i)
+    await plain.stop()
+    tp = TopicPartition(src, 0)
+    producer = await _producer(bootstrap, _tid())
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                auto_offset_reset="earliest", isolation_level="read_committed")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await producer.begin_transaction()
+        await producer.send_and_wait(dst, b"aborted")
+        await producer.send_offsets_to_transaction({tp: 4}, group)
+        await producer.abort_transaction()
+        assert await consumer.committed(tp) is None
+        async with producer.transaction():
+            await producer.send_and_wait(dst, b"committed")
+            await producer.send_offsets_to_transaction({tp: 7}, group)
+        assert await consumer.committed(tp) == 7
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    assert await read_all(bootstrap, dst, "read_committed") == [b"committed"]
+
+
+async def test_zombie_producer_is_fenced(bootstrap, topic_name):
+    """A second producer with the same transactional.id aborts the first one's transaction and fences it."""
+    await _create(bootstrap, topic_name)
+    tid = _tid()
+    zombie = await _producer(bootstrap, tid)
+    await zombie.begin_transaction()
+    await zombie.send_and_wait(topic_name, b"zombie-open")
+    successor = await _producer(bootstrap, tid)
+    try:
+        with pytest.raises(AIOKafkaError):
+            await zombie.send_and_wait(topic_name, b"zombie-late")
+            await zombie.commit_transaction()
+        async with successor.transaction():
+            await successor.send_and_wait(topic_name, b"successor")
+    finally:
+        await successor.stop()
+        try:
+            await zombie.stop()
+        except AIOKafkaError:
+            pass
+    assert await read_all(bootstrap, topic_name, "read_committed") == [b"successor"]
+
+
+async def test_transaction_open_past_its_timeout_is_aborted(bootstrap, topic_name, kafka_reference):
+    await _create(bootstrap, topic_name)
+    producer = await _producer(bootstrap, _tid(), transaction_timeout_ms=1000)
+    try:
+        await producer.begin_transaction()
+        await producer.send_and_wait(topic_name, b"too-slow")
+        # Kafka looks for timed-out transactions every 10 s; this broker every second.
+        await asyncio.sleep(13 if kafka_reference else 2.5)
+        assert await read_all(bootstrap, topic_name, "read_committed") == []
+        with pytest.raises(AIOKafkaError):
+            await producer.commit_transaction()
+    finally:
+        try:
+            await producer.stop()
+        except AIOKafkaError:
+            pass
+    assert await read_all(bootstrap, topic_name, "read_uncommitted") == [b"too-slow"]
+
+
+def test_confluent_kafka_transactions(bootstrap, topic_name):
+    from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition as TP
+
+    src, dst, group = topic_name + "-in", topic_name + "-out", "g-" + uuid.uuid4().hex[:8]
+    asyncio.run(_create(bootstrap, src, dst))
+    seed = Producer({"bootstrap.servers": bootstrap})
+    for i in range(5):
+        seed.produce(src, b"%d" % i)
+    assert seed.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": _tid()})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(dst, b"aborted")
+    producer.flush(30)  # abort_transaction would otherwise drop it unsent
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    producer.produce(dst, b"committed")
+    producer.send_offsets_to_transaction([TP(src, 0, 3)], consumer.consumer_group_metadata(), 30)
+    producer.commit_transaction(30)
+    committed = consumer.committed([TP(src, 0)], timeout=30)
+    consumer.close()
+    assert committed[0].offset == 3
+    assert asyncio.run(read_all(bootstrap, dst, "read_committed")) == [b"committed"]
+    assert asyncio.run(read_all(bootstrap, dst, "read_uncommitted")) == [b"aborted", b"committed"]
+    with pytest.raises(KafkaException):
+        producer.abort_transaction(5)  # nothing open: a state error, and the producer is still usable
+    producer.begin_transaction()
+    producer.produce(dst, b"last")
+    producer.commit_transaction(30)
+    assert asyncio.run(read_all(bootstrap, dst, "read_committed")) == [b"committed", b"last"]
+
+
+def test_confluent_kafka_zombie_is_fenced(bootstrap, topic_name):
+    from confluent_kafka import KafkaException, Producer
+
+    asyncio.run(_create(bootstrap, topic_name))
+    tid = _tid()
+    zombie = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid})
+    zombie.init_transactions(30)
+    zombie.begin_transaction()
+    zombie.produce(topic_name, b"zombie")
+    zombie.flush(30)
+    successor = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid})
+    successor.init_transactions(30)
+    with pytest.raises(KafkaException) as info:
+        zombie.commit_transaction(30)
+    assert info.value.args[0].fatal()
+    successor.begin_transaction()
+    successor.produce(topic_name, b"successor")
+    successor.commit_transaction(30)
+    assert asyncio.run(read_all(bootstrap, topic_name, "read_committed")) == [b"successor"]
+
+
+def test_kafka_python_transactions(bootstrap, topic_name):
+    from kafka import KafkaProducer
+
+    asyncio.run(_create(bootstrap, topic_name))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=_tid())
+    producer.init_transactions()
+    producer.begin_transaction()
+    producer.send(topic_name, b"committed")
+    producer.commit_transaction()
+    producer.begin_transaction()
+    producer.send(topic_name, b"aborted").get(30)
+    producer.abort_transaction()
+    producer.close()
+    assert asyncio.run(read_all(bootstrap, topic_name, "read_committed")) == [b"committed"]
+    assert asyncio.run(read_all(bootstrap, topic_name, "read_uncommitted")) == [b"committed", b"aborted"]
