@@ -48,7 +48,9 @@ def kafka_reference(pytestconfig) -> str | None:
 @pytest.fixture
 def embedded_broker(tmp_path):
     """An embedded broker on a free port, in a background thread, with its data in a fresh directory."""
-    broker = EmbeddedBroker(data_dir=str(tmp_path / "broker"), port=0).start_in_thread()
+    # No initial join delay for new groups, as in the Kafka that scripts/kafka-up starts.
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "broker"), port=0,
+                            group_initial_rebalance_delay_ms=0).start_in_thread()
     yield broker
     broker.stop_thread()
 
