@@ -194,10 +194,10 @@ class GroupCoordinator:
                         list(protocols), deadline=self._now() + session_ms / 1000, is_new=True)
         if group.is_(PREPARING) and group.previous_state == EMPTY:
             group.new_member_added = True
-        member.join_future = self._future()
+        fut = member.join_future = self._future()
         group.add(member)
         self._rebalance_or_complete(group)
-        return member.join_future
+        return fut
 
     def _update_member(self, group, member, protocols, session_ms, rebalance_ms) -> asyncio.Future:
         member.protocols = list(protocols)
