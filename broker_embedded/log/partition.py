@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from bisect import bisect_right
 
 from .batch import BatchHeader, set_base_offset, set_log_append_time
+from .cleaner_swap import fsync_directory, recover_swaps
 from .config import LogConfig
 from .records import iter_records
 from .segment import Segment
@@ -37,6 +39,7 @@ class PartitionLog:
         self._waiters: list[asyncio.Future] = []
         self._rolled: list[Segment] = []
         self._new_files = False
+        self._log_start_lock = threading.Lock()
 
     # ---- lifecycle ----
 
@@ -45,6 +48,7 @@ class PartitionLog:
         os.makedirs(self.directory, exist_ok=True)
         marker = os.path.join(self.directory, CLEAN_SHUTDOWN)
         clean = os.path.exists(marker)
+        recover_swaps(self.directory)
         bases = sorted(int(n[:-4]) for n in os.listdir(self.directory) if n.endswith(".log") and n[:-4].isdigit())
         for i, base in enumerate(bases):
             seg = Segment(self.directory, base, self.config.index_interval_bytes)
@@ -237,6 +241,58 @@ class PartitionLog:
                     if best is None or rec.timestamp > best[1]:
                         best = (rec.offset, rec.timestamp)
         return best
+
+    # ---- log start, retention and cleaning (called on the event loop unless said otherwise) ----
+
+    def advance_log_start(self, offset: int) -> bool:
+        """Move the log start offset forward to `offset` (never back); True if it moved. The caller persists it
+        with `write_log_start_offset` (blocking: run it in a thread)."""
+        if offset <= self.log_start_offset:
+            return False
+        self.log_start_offset = offset
+        return True
+
+    def write_log_start_offset(self) -> None:
+        """Persist the log start offset atomically (temp file, fsync, rename, fsync the directory)."""
+        with self._log_start_lock:
+            path = os.path.join(self.directory, LOG_START_FILE)
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(str(self.log_start_offset))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            fsync_directory(self.directory)
+
+    def roll(self) -> Segment:
+        """Close the active segment and start a new one at the log end (time retention of a stale active one)."""
+        return self._roll()
+
+    def remove_segments(self, doomed: list[Segment]) -> None:
+        """Drop segments from the log (their files are the caller's to unlink; their fds stay open until the
+        caller closes them, so a flush in progress on them cannot fail). Never the active segment."""
+        gone = {id(s) for s in doomed}
+        assert id(self.active) not in gone, "the active segment cannot be removed"
+        self.segments = [s for s in self.segments if id(s) not in gone]
+        self._rolled = [s for s in self._rolled if id(s) not in gone]
+        self._bases = [s.base_offset for s in self.segments]
+        self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
+
+    def replace_segments(self, group: list[Segment], cleaned: Segment) -> bool:
+        """Put `cleaned` (already swapped in on disk) in place of the consecutive segments `group`; False if the
+        group is no longer part of the log (the topic went away meanwhile)."""
+        ids = [id(s) for s in self.segments]
+        try:
+            i = ids.index(id(group[0]))
+        except ValueError:
+            return False
+        if ids[i : i + len(group)] != [id(s) for s in group] or i + len(group) >= len(self.segments):
+            return False
+        self.segments[i : i + len(group)] = [cleaned]
+        gone = {id(s) for s in group}
+        self._rolled = [s for s in self._rolled if id(s) not in gone]
+        self._bases = [s.base_offset for s in self.segments]
+        return True
 
     # ---- removal ----
 

@@ -1,0 +1,174 @@
+"""Record-level work of the cleaner: walk a segment file's batches, list a batch's records, rewrite a batch
+keeping some of its records.
+
+A rewritten batch keeps its base offset, last offset delta, base timestamp, producer id, epoch and base sequence, so
+every kept record keeps its offset (its offset delta is still relative to the same base) and the producer's
+sequence bookkeeping still adds up. Kept records are copied as their original bytes; only the records section is
+recompressed, with the batch's own codec.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Iterator
+
+import cramjam
+from crc32c import crc32c
+
+from .batch import HEADER_SIZE, TIMESTAMP_LOG_APPEND, BatchHeader, parse_header
+from .records import GZIP, LZ4, NONE, SNAPPY, ZSTD, decompress
+
+_HEAD = struct.Struct(">qiibIhiqqqhii")
+_CHUNK = 4 * 1024 * 1024
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
+_XERIAL_BLOCK = 32 * 1024
+# Control record key: version i16, type i16 (0 = abort, 1 = commit).
+ABORT, COMMIT = 0, 1
+
+
+def iter_file_batches(path: str, size: int, start: int = 0) -> Iterator[tuple[int, BatchHeader, bytes]]:
+    """Yield (position, header, whole batch bytes) for the batches in the first `size` bytes of a segment file,
+    reading it in large sequential chunks through a descriptor of our own."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pos = start
+        buf = b""
+        buf_at = start
+        while pos + HEADER_SIZE <= size:
+            off = pos - buf_at
+            if off + HEADER_SIZE > len(buf):
+                buf, buf_at, off = os.pread(fd, min(_CHUNK, size - pos), pos), pos, 0
+            header = parse_header(buf, off)
+            if pos + header.size > size:
+                return  # a torn tail past what the snapshot saw
+            if off + header.size > len(buf):
+                buf, buf_at, off = os.pread(fd, max(_CHUNK, header.size), pos), pos, 0
+            yield pos, header, buf[off : off + header.size]
+            pos += header.size
+    finally:
+        os.close(fd)
+
+
+def iter_file_headers(path: str, size: int) -> Iterator[tuple[int, BatchHeader]]:
+    """Yield (position, header) for each batch, reading only the 61-byte headers."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pos = 0
+        while pos + HEADER_SIZE <= size:
+            header = parse_header(os.pread(fd, HEADER_SIZE, pos))
+            if pos + header.size > size:
+                return
+            yield pos, header
+            pos += header.size
+    finally:
+        os.close(fd)
+
+
+def read_batch(path: str, pos: int, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, pos)
+    finally:
+        os.close(fd)
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    b = buf[pos]
+    if b < 0x80:  # the common one-byte case, without the loop
+        return (b >> 1) ^ -(b & 1), pos + 1
+    shift = result = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+
+
+def records_body(raw: bytes, header: BatchHeader) -> bytes:
+    """The batch's records section, decompressed."""
+    return decompress(header.compression, raw[HEADER_SIZE:])
+
+
+def iter_raw_records(body: bytes, count: int) -> Iterator[tuple[int, int, int, int, bytes | None, bool]]:
+    """Yield (start, end, timestamp delta, offset delta, key, is tombstone) for each record of a records section;
+    body[start:end] is the record's whole encoding, length prefix included."""
+    pos = 0
+    for _ in range(count):
+        length, p = _varint(body, pos)
+        end = p + length
+        p += 1  # record attributes
+        ts_delta, p = _varint(body, p)
+        off_delta, p = _varint(body, p)
+        klen, p = _varint(body, p)
+        if klen >= 0:
+            key = body[p : p + klen]
+            p += klen
+        else:
+            key = None
+        vlen, p = _varint(body, p)
+        yield pos, end, ts_delta, off_delta, key, vlen < 0
+        pos = end
+
+
+def control_type(raw: bytes, header: BatchHeader) -> int:
+    """ABORT or COMMIT for a control batch (its one record's key says which)."""
+    for _s, _e, _t, _o, key, _tomb in iter_raw_records(records_body(raw, header), header.record_count):
+        if key is not None and len(key) >= 4:
+            return struct.unpack_from(">h", key, 2)[0]
+    return COMMIT
+
+
+def _compress(codec: int, data: bytes, xerial: bool) -> bytes:
+    if codec == NONE:
+        return data
+    if codec == GZIP:
+        return bytes(cramjam.gzip.compress(data))
+    if codec == LZ4:
+        return bytes(cramjam.lz4.compress(data))
+    if codec == ZSTD:
+        return bytes(cramjam.zstd.compress(data))
+    if codec == SNAPPY:
+        if not xerial:
+            return bytes(cramjam.snappy.compress_raw(data))
+        # The Java client's framing, kept for batches that arrived in it.
+        out = bytearray(_XERIAL_HEADER)
+        for i in range(0, len(data), _XERIAL_BLOCK):
+            block = bytes(cramjam.snappy.compress_raw(data[i : i + _XERIAL_BLOCK]))
+            out += struct.pack(">i", len(block)) + block
+        return bytes(out)
+    raise ValueError(f"unknown compression codec {codec}")
+
+
+def rewrite_batch(raw: bytes, header: BatchHeader, body: bytes, kept: list[tuple[int, int, int]]) -> bytes:
+    """A copy of the batch holding only the records `kept`, given as (start, end, timestamp delta) in `body`
+    (possibly none, for a batch retained empty). The header keeps everything that ties it to its offsets."""
+    records = b"".join(body[s:e] for s, e, _t in kept)
+    xerial = header.compression == SNAPPY and raw[HEADER_SIZE : HEADER_SIZE + 8] == _XERIAL_MAGIC
+    payload = _compress(header.compression, records, xerial)
+    if header.attributes & TIMESTAMP_LOG_APPEND or not kept:
+        max_ts = header.max_timestamp
+    else:
+        max_ts = header.base_timestamp + max(t for _s, _e, t in kept)
+    out = bytearray(_HEAD.pack(
+        header.base_offset, HEADER_SIZE - 12 + len(payload), header.leader_epoch, 2, 0, header.attributes,
+        header.last_offset_delta, header.base_timestamp, max_ts, header.producer_id, header.producer_epoch,
+        header.base_sequence, len(kept),
+    ))
+    out += payload
+    struct.pack_into(">I", out, 17, crc32c(memoryview(out)[21:]))
+    return bytes(out)
+
+
+def placeholder_batch(header: BatchHeader) -> bytes:
+    """An empty batch spanning `header`'s offsets, with no producer: it keeps a cleaned segment that lost every
+    record from being empty (an empty segment would be dropped on the next open, moving the log start)."""
+    out = bytearray(_HEAD.pack(
+        header.base_offset, HEADER_SIZE - 12, header.leader_epoch, 2, 0, header.attributes & TIMESTAMP_LOG_APPEND,
+        header.last_offset_delta, header.base_timestamp, header.max_timestamp, -1, -1, -1, 0,
+    ))
+    struct.pack_into(">I", out, 17, crc32c(memoryview(out)[21:]))
+    return bytes(out)
