@@ -1,0 +1,359 @@
+"""Faust-style agents: `@app.agent(topic)` async functions that iterate a stream, on the same tasks as the DSL.
+
+The worker hands an agent its records in chunks (slices of one `getmany()`); with `concurrency=N` the chunk is cut in
+N pieces for N actors. A chunk counts as processed when its actor comes back for the record after its last one (or,
+for `take()`, after the buffer holding it was handed over), and an input offset is committed only when every chunk
+holding an earlier record is processed (see `runtime.offsets`), so no concurrency setting can commit past a record
+that is still being worked on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+
+from .errors import ProcessingError
+from .topics import Channel, Topic
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Agent", "AgentStream", "Event"]
+
+ASK_HEADER = "streams-ask-id"
+
+
+class Event:
+    """One record as an agent sees it."""
+
+    __slots__ = ("key", "value", "headers", "timestamp", "topic", "partition", "offset")
+
+    def __init__(self, key: Any, value: Any, headers: Any = (), timestamp: int | None = None, topic: str = "",
+                 partition: int = -1, offset: int = -1) -> None:
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp = timestamp
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+    def header(self, name: str) -> bytes | None:
+        for k, v in self.headers or ():
+            if k == name:
+                return v
+        return None
+
+    def __repr__(self) -> str:
+        return (f"Event(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, key={self.key!r}, "
+                f"value={self.value!r:.60})")
+
+
+class Chunk:
+    """Events handed to one actor at once, and the offset units they hold back until processed."""
+
+    __slots__ = ("events", "units")
+
+    def __init__(self, events: list[Event], units: tuple = ()) -> None:
+        self.events = events
+        self.units = units
+
+    def finish(self) -> None:
+        for unit in self.units:
+            unit.done()
+
+
+class _Cursor:
+    """Where an actor is in its current chunk; survives a restart of the agent function after an error."""
+
+    __slots__ = ("chunk", "pos", "exhausted", "current")
+
+    def __init__(self) -> None:
+        self.chunk: Chunk | None = None
+        self.pos = 0
+        self.exhausted: list[Chunk] = []
+        self.current: Event | None = None
+
+
+class AgentStream:
+    """What an agent function receives: `async for value in stream`, or `.items()`, `.events()`, `.take()`."""
+
+    def __init__(self, agent: "Agent", queue: asyncio.Queue) -> None:
+        self.agent = agent
+        self._queue = queue
+        self._cursor = _Cursor()
+
+    @property
+    def current_event(self) -> Event | None:
+        """The event most recently handed to the agent (what a `yield` answers)."""
+        return self._cursor.current
+
+    def _ack(self) -> None:
+        c = self._cursor
+        if c.exhausted:
+            for chunk in c.exhausted:
+                chunk.finish()
+            c.exhausted.clear()
+
+    async def _next(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None after `timeout` seconds without one; does not acknowledge anything."""
+        c = self._cursor
+        while True:
+            chunk = c.chunk
+            if chunk is not None:
+                if c.pos < len(chunk.events):
+                    ev = chunk.events[c.pos]
+                    c.pos += 1
+                    c.current = ev
+                    return ev
+                c.exhausted.append(chunk)
+                c.chunk = None
+            if timeout is None:
+                c.chunk = await self._queue.get()
+            else:
+                try:
+                    c.chunk = await asyncio.wait_for(self._queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    return None
+            c.pos = 0
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every record as an `Event` (key, value, headers, timestamp, topic, partition, offset)."""
+        while True:
+            self._ack()
+            yield await self._next()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._values()
+
+    async def _values(self) -> AsyncIterator[Any]:
+        while True:
+            self._ack()
+            yield (await self._next()).value
+
+    async def items(self) -> AsyncIterator[tuple[Any, Any]]:
+        """Every record as a (key, value) pair."""
+        while True:
+            self._ack()
+            ev = await self._next()
+            yield ev.key, ev.value
+
+    async def take(self, n: int, within: float | None = None) -> AsyncIterator[list[Any]]:
+        """Values in lists of `n`, or fewer once `within` seconds passed since the list's first value."""
+        if n < 1:
+            raise ValueError(f"take needs n >= 1, got {n}")
+        buf: list[Any] = []
+        deadline: float | None = None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ev = await self._next(timeout)
+            if ev is not None:
+                buf.append(ev.value)
+                if deadline is None and within is not None:
+                    deadline = time.monotonic() + within
+            if buf and (len(buf) >= n or ev is None):
+                out, buf, deadline = buf, [], None
+                yield out
+                # The caller came back: everything in `out` is processed.
+                self._ack()
+
+    def group_by(self, key: Callable[[Any], Any], name: str, *, partitions: int | None = None) -> "AgentStream":
+        """Re-key by `key(value)` through the topic `<app id>-<agent>-<name>-repartition` and read it back.
+
+        Returns a stream of the records (of every actor) after repartitioning; this actor's input is forwarded to
+        the topic as it arrives, and acknowledged once forwarded.
+        """
+        if not name:
+            raise ValueError("group_by needs a name= (it names the repartition topic)")
+        route = self.agent._route(name, partitions)
+        asyncio.get_running_loop()
+        self.agent._forward(self, key, route)
+        return AgentStream(self.agent, route.queue)
+
+
+class _Route:
+    """A repartition topic an agent reads back, with the queue its records arrive on."""
+
+    def __init__(self, topic: Topic) -> None:
+        self.topic = topic
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+
+class Agent:
+    """An `@app.agent` function with its source, concurrency and sinks."""
+
+    def __init__(self, app: "App", fn: Callable, source: Topic | Channel, *, name: str, concurrency: int = 1,
+                 sink: list | None = None) -> None:
+        if not (inspect.isasyncgenfunction(fn) or inspect.iscoroutinefunction(fn)):
+            raise TypeError(f"agent {name!r} must be an `async def` function (optionally with `yield`)")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+        self.app = app
+        self.fn = fn
+        self.source = source
+        self.name = name
+        self.concurrency = concurrency
+        self.sinks = list(sink or [])
+        for s in self.sinks:
+            if not (isinstance(s, (Topic, Agent)) or callable(s)):
+                raise TypeError(f"agent {name!r}: a sink must be a Topic, an Agent or a callable, got {s!r}")
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.routes: dict[str, _Route] = {}
+        self.worker = None
+        self._actors: list[asyncio.Task] = []
+        self._forwarders: list[asyncio.Task] = []
+        self._waiters: dict[str, asyncio.Future] = {}
+
+    @property
+    def topic_sinks(self) -> list[Topic]:
+        return [s for s in self.sinks if isinstance(s, Topic)] + [
+            s.source for s in self.sinks if isinstance(s, Agent) and isinstance(s.source, Topic)]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Agent({self.name!r}, source={self.source!r})"
+
+    # ---- sending to the agent ----
+
+    async def send(self, key: Any = None, value: Any = None, *, headers: list | None = None,
+                   partition: int | None = None) -> None:
+        """Send a record to the agent's source topic (or channel)."""
+        if isinstance(self.source, Channel):
+            await self.source.send(key, value)
+        else:
+            await self.app.send(self.source, key=key, value=value, headers=headers, partition=partition)
+
+    async def ask(self, value: Any = None, key: Any = None, timeout: float = 30.0) -> Any:
+        """Send a record and wait for the value the agent yields for it.
+
+        The reply travels inside this process: the worker that processes the record must be this one (a single
+        worker, or a channel agent).
+        """
+        ask_id = uuid.uuid4().hex
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters[ask_id] = fut
+        try:
+            if isinstance(self.source, Channel):
+                await self.source.queue.put((key, value, ask_id))
+            else:
+                await self.app.send(self.source, key=key, value=value, headers=[(ASK_HEADER, ask_id.encode())])
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._waiters.pop(ask_id, None)
+
+    # ---- running (called by the worker) ----
+
+    def chunks_for(self, count: int) -> int:
+        """How many chunks `feed` cuts `count` records into (what their units must wait for)."""
+        n = min(self.concurrency, count)
+        if n <= 1:
+            return 1
+        size = -(-count // n)
+        return -(-count // size)
+
+    def feed(self, events: list[Event], units: tuple, route: str | None = None) -> None:
+        """Hand records to the actors: `chunks_for(len(events))` chunks, each holding `units` until processed."""
+        queue = self.queue if route is None else self.routes[route].queue
+        n = min(self.concurrency, len(events))
+        if n <= 1:
+            queue.put_nowait(Chunk(events, units))
+            return
+        size = -(-len(events) // n)
+        for i in range(0, len(events), size):
+            queue.put_nowait(Chunk(events[i:i + size], units))
+
+    def backlog(self) -> int:
+        return self.queue.qsize() + sum(r.queue.qsize() for r in self.routes.values())
+
+    def _route(self, name: str, partitions: int | None) -> _Route:
+        route = self.routes.get(name)
+        if route is None:
+            src = self.source if isinstance(self.source, Topic) else None
+            topic = Topic(f"{self.app.id}-{self.name}-{name}-repartition", key_serde=None,
+                          value_serde=src.value_serde if src else None, partitions=partitions, internal=True)
+            route = self.routes[name] = _Route(topic)
+            self.app._agent_route_added(self, name, topic)
+        return route
+
+    def _forward(self, stream: AgentStream, key: Callable, route: _Route) -> None:
+        async def forward() -> None:
+            async for ev in stream.events():
+                await self.app._forward(route.topic, key(ev.value), ev.value, ev)
+        self._forwarders.append(asyncio.get_running_loop().create_task(forward(), name=f"{self.name}-group-by"))
+
+    async def start(self, worker) -> None:
+        """Start the actors (and, for a channel source, the pump that feeds them)."""
+        self.worker = worker
+        for i in range(self.concurrency):
+            self._actors.append(asyncio.create_task(self._run_actor(i), name=f"agent-{self.name}-{i}"))
+        if isinstance(self.source, Channel):
+            self._actors.append(asyncio.create_task(self._pump_channel(), name=f"agent-{self.name}-channel"))
+
+    async def _pump_channel(self) -> None:
+        while True:
+            item = await self.source.queue.get()
+            key, value = item[0], item[1]
+            headers = [(ASK_HEADER, item[2].encode())] if len(item) > 2 else ()
+            self.queue.put_nowait(Chunk([Event(key, value, headers, int(time.time() * 1000), self.source.name)]))
+
+    async def stop(self) -> None:
+        for task in self._actors + self._forwarders:
+            task.cancel()
+        await asyncio.gather(*self._actors, *self._forwarders, return_exceptions=True)
+        self._actors.clear()
+        self._forwarders.clear()
+
+    async def _run_actor(self, index: int) -> None:
+        stream = AgentStream(self, self.queue)
+        while True:
+            try:
+                result = self.fn(stream)
+                if inspect.isasyncgen(result):
+                    async for value in result:
+                        await self._emit(value, stream.current_event)
+                else:
+                    await result
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                ev = stream.current_event
+                if not self.worker.agent_failed(self, exc, ev):
+                    return
+                # skip / dead-letter: run the function again; the stream resumes after the failed record.
+
+    async def _emit(self, value: Any, ev: Event | None) -> None:
+        key = ev.key if ev is not None else None
+        if ev is not None and self._waiters:
+            ask_id = ev.header(ASK_HEADER)
+            if ask_id is not None:
+                fut = self._waiters.get(ask_id.decode())
+                if fut is not None and not fut.done():
+                    fut.set_result(value)
+        for sink in self.sinks:
+            if isinstance(sink, Topic):
+                await self.app._forward(sink, key, value, ev)
+            elif isinstance(sink, Agent):
+                if isinstance(sink.source, Channel):
+                    await sink.source.send(key, value)
+                else:
+                    await self.app._forward(sink.source, key, value, ev)
+            else:
+                out = sink(value)
+                if inspect.isawaitable(out):
+                    await out
+
+    def failure(self, exc: BaseException, ev: Event | None) -> ProcessingError:
+        where = f"{ev.topic}[{ev.partition}]@{ev.offset}" if ev is not None else "no record"
+        err = ProcessingError(f"agent {self.name!r} failed on {where}: {type(exc).__name__}: {exc}",
+                              ev.topic if ev else "", ev.partition if ev else -1, ev.offset if ev else -1)
+        err.__cause__ = exc
+        return err

@@ -1,0 +1,280 @@
+"""App: the one object a user builds on: topics, streams, agents, timers, tasks; and running a worker.
+
+    app = streams.App("shop")                                   # embedded broker under ./.streams/shop
+    app = streams.App("shop", broker="kafka://k1:9092,k2:9092")  # the same app on a Kafka cluster
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any, Callable
+
+from .agents import Agent
+from .dsl.stream import Builder, KStream
+from .errors import TopologyError
+from .topics import Channel, Topic
+from .topology.compiler import Topology, compile_graph
+from .topology.graph import Graph
+
+log = logging.getLogger(__name__)
+
+__all__ = ["App"]
+
+ERROR_POLICIES = ("fail", "skip", "dead_letter")
+
+
+def parse_broker(url: str) -> str:
+    """'kafka://h1:9092,h2:9092' (or plain 'h1:9092,h2:9092') -> 'h1:9092,h2:9092'."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"bad broker URL {url!r}: expected kafka://host:port[,host:port...]")
+    rest = url.strip()
+    if "://" in rest:
+        scheme, rest = rest.split("://", 1)
+        if scheme != "kafka":
+            raise ValueError(f"bad broker URL {url!r}: the scheme must be kafka://")
+    hosts = [h.strip() for h in rest.split(",") if h.strip()]
+    for h in hosts:
+        host, _, port = h.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"bad broker URL {url!r}: {h!r} is not host:port")
+    if not hosts:
+        raise ValueError(f"bad broker URL {url!r}: no host:port")
+    return ",".join(hosts)
+
+
+class App:
+    """A stream-processing application; `id` names its consumer group and its internal topics.
+
+    Settings: `broker` (None: an embedded broker under `workdir`), `workdir` (default ./.streams/<id>),
+    `commit_interval` seconds, `on_error` ("fail", "skip" or "dead_letter" to `<id>-dead-letter`),
+    `default_partitions` for topics the app creates, `session_timeout` seconds (how fast a dead worker's tasks move).
+    """
+
+    def __init__(self, id: str, *, broker: str | None = None, workdir: str | os.PathLike | None = None,
+                 commit_interval: float = 0.5, on_error: str = "fail", dead_letter_topic: str | None = None,
+                 default_partitions: int = 4, session_timeout: float = 10.0, broker_port: int = 0,
+                 shutdown_timeout: float = 10.0, linger_ms: int = 5, max_batch_size: int = 512 * 1024,
+                 max_poll_records: int = 10_000, max_partition_fetch_bytes: int = 4 * 1024 * 1024,
+                 max_agent_backlog: int = 64, producer_config: dict | None = None,
+                 consumer_config: dict | None = None) -> None:
+        if not isinstance(id, str) or not id or any(not (c.isalnum() or c in "._-") for c in id):
+            raise ValueError(f"bad app id {id!r}: use letters, digits, '.', '_' and '-'")
+        if on_error not in ERROR_POLICIES:
+            raise ValueError(f"bad on_error {on_error!r}: choose one of {', '.join(ERROR_POLICIES)}")
+        if not commit_interval > 0:
+            raise ValueError(f"commit_interval must be > 0 seconds, got {commit_interval!r}")
+        self.id = id
+        self.broker = parse_broker(broker) if broker is not None else None
+        self.workdir = Path(workdir) if workdir is not None else Path(".streams") / id
+        self.commit_interval = commit_interval
+        self.on_error = on_error
+        self.dead_letter_topic = dead_letter_topic or f"{id}-dead-letter"
+        self.default_partitions = default_partitions
+        self.session_timeout = session_timeout
+        self.heartbeat_interval_ms = max(100, int(session_timeout * 1000 / 5))
+        self.max_poll_interval_ms = 300_000
+        self.broker_port = broker_port
+        self.shutdown_timeout = shutdown_timeout
+        self.linger_ms = linger_ms
+        self.max_batch_size = max_batch_size
+        self.max_poll_records = max_poll_records
+        self.max_partition_fetch_bytes = max_partition_fetch_bytes
+        self.max_agent_backlog = max_agent_backlog
+        self.producer_config = dict(producer_config or {})
+        self.consumer_config = dict(consumer_config or {})
+        self.graph = Graph(id)
+        self.builder = Builder(self.graph, self.topic)
+        self.topics: dict[str, Topic] = {}
+        self.agents: dict[str, Agent] = {}
+        self.timers: list[tuple[Callable, float]] = []
+        self.tasks: list[Callable] = []
+        self.worker = None
+        self.embedded = None
+        self._send_producer = None
+
+    # ---- describing ----
+
+    def topic(self, name: str, key_type: Any = None, value_type: Any = None, *, partitions: int | None = None,
+              serde: Any = None, key_serde: Any = None, value_serde: Any = None, config: dict | None = None) -> Topic:
+        """Declare a topic; `serde` is the value serde (JSON by default, dataclasses decode into their type)."""
+        existing = self.topics.get(name)
+        if existing is not None:
+            if partitions is not None and existing.partitions not in (None, partitions):
+                raise TopologyError(f"topic {name!r} is declared twice with {existing.partitions} and {partitions} "
+                                    "partitions")
+            if key_type is None and value_type is None and serde is None and key_serde is None \
+                    and value_serde is None:
+                return existing
+        topic = Topic(name, key_type=key_type, value_type=value_type, key_serde=key_serde,
+                      value_serde=value_serde if value_serde is not None else serde, partitions=partitions,
+                      config=config, app=self)
+        self.topics[name] = topic
+        return topic
+
+    def channel(self, name: str | None = None, maxsize: int = 10_000) -> Channel:
+        """An in-memory channel an agent can read (not durable, nothing committed)."""
+        return Channel(name or f"channel-{len(self.agents)}", maxsize)
+
+    def stream(self, topics: Topic | str | list, name: str | None = None) -> KStream:
+        """A DSL stream over one or more topics."""
+        return self.builder.stream(topics, name=name)
+
+    def agent(self, source: Topic | Channel | str | None = None, *, name: str | None = None, concurrency: int = 1,
+              sink: list | None = None) -> Callable[[Callable], Agent]:
+        """Decorate `async def fn(stream)` as an agent over `source` (a topic, a topic name or a channel)."""
+        def decorate(fn: Callable) -> Agent:
+            agent_name = name or fn.__name__
+            if agent_name in self.agents:
+                raise TopologyError(f"an agent named {agent_name!r} already exists")
+            src = source
+            if src is None:
+                src = self.topic(f"{self.id}-{agent_name}")
+            elif isinstance(src, str):
+                src = self.topic(src)
+            agent = Agent(self, fn, src, name=agent_name, concurrency=concurrency, sink=sink)
+            if isinstance(src, Topic):
+                node = self.graph.source_for([src])
+                self.graph.add("agent", op="agent", parents=[node], name=agent_name, agent=agent,
+                               concurrency=concurrency, sinks=agent.sinks, sink_topics=agent.topic_sinks)
+            self.agents[agent_name] = agent
+            return agent
+        return decorate
+
+    def timer(self, interval: float) -> Callable[[Callable], Callable]:
+        """Decorate `async def fn()` to run every `interval` seconds on every worker."""
+        if not interval > 0:
+            raise ValueError(f"timer interval must be > 0 seconds, got {interval!r}")
+
+        def decorate(fn: Callable) -> Callable:
+            if not inspect.iscoroutinefunction(fn):
+                raise TypeError(f"timer {fn!r} must be an async function")
+            self.timers.append((fn, float(interval)))
+            return fn
+        return decorate
+
+    def task(self, fn: Callable | None = None) -> Any:
+        """Decorate `async def fn()` to run once when a worker starts (`@app.task` or `@app.task()`)."""
+        def decorate(f: Callable) -> Callable:
+            if not inspect.iscoroutinefunction(f):
+                raise TypeError(f"task {f!r} must be an async function")
+            self.tasks.append(f)
+            return f
+        return decorate(fn) if fn is not None else decorate
+
+    def topology(self, partition_counts: dict[str, int] | None = None) -> Topology:
+        """The compiled topology (partition counts from declarations, or as given)."""
+        return compile_graph(self.graph, partition_counts)
+
+    def dead_letter(self) -> Topic:
+        """The dead-letter topic (raw key and value of failed records, with error headers)."""
+        name = self.dead_letter_topic
+        return self.topics.get(name) or self.topic(name, key_serde=bytes, value_serde=bytes)
+
+    def extra_topics(self) -> list[Topic]:
+        """Topics the app writes outside the topology (agent sinks of channel agents, declared topics)."""
+        return [t for a in self.agents.values() for t in a.topic_sinks]
+
+    def _agent_route_added(self, agent: Agent, name: str, topic: Topic) -> None:
+        node = self.graph.source_for([topic])
+        self.graph.add("agent", op="agent", parents=[node], name=f"{agent.name}-{name}", agent=agent, route=name,
+                       concurrency=agent.concurrency, sinks=[], sink_topics=[])
+        if self.worker is not None:
+            self.worker.topology_changed()
+
+    # ---- sending ----
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where clients connect: the broker URL's hosts, or the running embedded broker."""
+        if self.broker is not None:
+            return self.broker
+        if self.embedded is not None:
+            return self.embedded.bootstrap_servers
+        raise RuntimeError(f"app {self.id!r} has no broker: give broker= or start a worker (which starts one)")
+
+    async def send(self, topic: Topic | str, key: Any = None, value: Any = None, *, headers: list | None = None,
+                   partition: int | None = None, timestamp_ms: int | None = None) -> None:
+        """Send one record; inside a worker it leaves with the worker's next batch, else it is sent and awaited."""
+        if isinstance(topic, str):
+            topic = self.topic(topic)
+        kb, vb = topic.key_serde.serialize(key), topic.value_serde.serialize(value)
+        worker = self.worker
+        if worker is not None and worker.collector is not None and topic.name in worker.partition_counts:
+            worker.collector.append(topic.name, kb, vb, timestamp_ms, headers, partition)
+            if worker.collector.pending > 10_000:
+                await worker.collector.send()
+            return
+        producer = await self._producer()
+        await producer.send_and_wait(topic.name, vb, key=kb, partition=partition, timestamp_ms=timestamp_ms,
+                                     headers=headers)
+
+    async def _forward(self, topic: Topic, key: Any, value: Any, ev: Any) -> None:
+        await self.send(topic, key, value, timestamp_ms=getattr(ev, "timestamp", None))
+
+    async def _producer(self):
+        if self._send_producer is None:
+            from aiokafka import AIOKafkaProducer
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+            await producer.start()
+            self._send_producer = producer
+        return self._send_producer
+
+    async def close(self) -> None:
+        """Close the producer `send()` opened outside a worker."""
+        if self._send_producer is not None:
+            await self._send_producer.stop()
+            self._send_producer = None
+
+    # ---- running ----
+
+    async def run_worker(self, *, ready: Callable[[str], None] | None = None) -> None:
+        """Run a worker until `stop_worker()` or a failure; starts an embedded broker when none is configured."""
+        from .runtime.worker import Worker
+        started_broker = False
+        if self.broker is None and self.embedded is None:
+            from broker_embedded import EmbeddedBroker
+            data_dir = self.workdir / "broker"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self.embedded = EmbeddedBroker(data_dir=str(data_dir), port=self.broker_port)
+            await self.embedded.start()
+            started_broker = True
+            print(f"bootstrap {self.embedded.bootstrap_servers}", flush=True)
+        try:
+            self.worker = Worker(self, self.bootstrap_servers)
+            task = asyncio.create_task(self.worker.run())
+            started = asyncio.create_task(self.worker.started.wait())
+            await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
+            if self.worker.started.is_set() and ready is not None:
+                ready(self.bootstrap_servers)
+            started.cancel()
+            await task
+        finally:
+            self.worker = None
+            await self.close()
+            if started_broker:
+                await self.embedded.stop()
+                self.embedded = None
+
+    def stop_worker(self) -> None:
+        """Ask the running worker to shut down gracefully (commit, leave the group)."""
+        if self.worker is not None:
+            self.worker.stop()
+
+    def run(self) -> None:
+        """Run a worker in this process until SIGINT or SIGTERM."""
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop_worker)
+            await self.run_worker()
+        asyncio.run(main())
+
+    def main(self, argv: list[str] | None = None) -> None:
+        """The command line for this app: `python myapp.py worker|send|topics|topology ...`."""
+        from .cli import main
+        main(argv, app=self)

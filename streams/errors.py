@@ -1,0 +1,36 @@
+"""The framework's exceptions: one home, so users can catch `StreamsError` and know what went wrong."""
+
+from __future__ import annotations
+
+
+class StreamsError(Exception):
+    """Base class of every error the framework raises on purpose."""
+
+
+class TopologyError(StreamsError, ValueError):
+    """The described topology cannot run: a bad name, a cycle, a missing topic."""
+
+
+class CoPartitionError(TopologyError):
+    """Topics that must be co-partitioned (same partition count) are not."""
+
+
+class UnsupportedOperation(StreamsError):
+    """The operation is recorded in the graph but cannot run yet (aggregations arrive with state stores)."""
+
+
+class ProcessingError(StreamsError):
+    """A record failed in a user function or in deserialization while the error policy is `fail`.
+
+    `topic`, `partition` and `offset` name the record; the original exception is the `__cause__`.
+    """
+
+    def __init__(self, message: str, topic: str, partition: int, offset: int) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+
+class SerializationError(StreamsError, ValueError):
+    """A value could not be encoded or decoded by its serde."""

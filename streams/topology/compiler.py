@@ -1,0 +1,192 @@
+"""Graph -> sub-topologies: connected components of the graph, cut at repartition topics.
+
+Each sub-topology runs as one task per partition of its sources. The compiler resolves partition counts (declared on
+the topic, or known from the broker), gives repartition topics the partition count of the sub-topology that writes
+them unless one was given, and checks co-partitioning where an operation needs records of one key on one task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import CoPartitionError, TopologyError
+from ..topics import Topic
+from .graph import Graph, Node
+
+__all__ = ["SubTopology", "Topology", "compile_graph"]
+
+# Operations that need all records of a key on one task: their sub-topology's source topics must be co-partitioned.
+KEY_LOCAL_KINDS = {"grouped"}
+
+
+@dataclass(eq=False)
+class SubTopology:
+    """A connected piece of the graph; tasks are (id, partition) for partition in range(partitions)."""
+
+    id: int
+    nodes: list[Node]
+    sources: list[Node]
+    partitions: int | None = None
+
+    @property
+    def source_topics(self) -> list[Topic]:
+        return [t for s in self.sources for t in s.topics]
+
+    @property
+    def sink_topics(self) -> list[Topic]:
+        out = []
+        for node in self.nodes:
+            if node.kind in ("sink", "repartition"):
+                out.append(node.topic)
+            elif node.kind == "agent":
+                out.extend(node.attrs.get("sink_topics", []))
+        return out
+
+    @property
+    def repartition_topics(self) -> list[Topic]:
+        return [n.topic for n in self.nodes if n.kind == "repartition"]
+
+
+@dataclass
+class Topology:
+    """The compiled topology: sub-topologies in order, and every topic the application touches."""
+
+    app_id: str
+    subtopologies: list[SubTopology] = field(default_factory=list)
+
+    def topics(self) -> dict[str, Topic]:
+        """Every topic read or written, by name (sources, sinks and internal topics)."""
+        out: dict[str, Topic] = {}
+        for sub in self.subtopologies:
+            for t in sub.source_topics + sub.sink_topics:
+                out.setdefault(t.name, t)
+        return out
+
+    @property
+    def source_topics(self) -> list[str]:
+        return sorted({t.name for s in self.subtopologies for t in s.source_topics if not t.internal})
+
+    @property
+    def sink_topics(self) -> list[str]:
+        return sorted({t.name for s in self.subtopologies for t in s.sink_topics if not t.internal})
+
+    @property
+    def repartition_topics(self) -> list[str]:
+        return sorted({t.name for s in self.subtopologies for t in s.repartition_topics})
+
+    @property
+    def changelog_topics(self) -> list[str]:
+        return []
+
+    def subtopology_of_topic(self) -> dict[str, int]:
+        """Which sub-topology reads each source topic (a topic is read by exactly one)."""
+        return {t.name: s.id for s in self.subtopologies for t in s.source_topics}
+
+    def describe(self) -> str:
+        from .render import describe
+        return describe(self)
+
+    def to_mermaid(self) -> str:
+        from .render import to_mermaid
+        return to_mermaid(self)
+
+    def to_dot(self) -> str:
+        from .render import to_dot
+        return to_dot(self)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def _components(graph: Graph) -> list[list[Node]]:
+    parent = {n: n for n in graph.nodes}
+
+    def find(n: Node) -> Node:
+        while parent[n] is not n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for node in graph.nodes:
+        for p in node.parents:
+            parent[find(node)] = find(p)
+    groups: dict[Node, list[Node]] = {}
+    for node in graph.nodes:
+        groups.setdefault(find(node), []).append(node)
+    return sorted(groups.values(), key=lambda g: g[0].index)
+
+
+def _source_ancestors(node: Node) -> list[Node]:
+    seen, stack, out = set(), [node], []
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n.kind == "source":
+            out.append(n)
+        stack.extend(n.parents)
+    return out
+
+
+def compile_graph(graph: Graph, partition_counts: dict[str, int] | None = None) -> Topology:
+    """Compile the graph; `partition_counts` gives the broker's counts for topics that declare none.
+
+    Without counts (describing an app offline) partitions stay None where unknown and co-partitioning is checked
+    only between topics whose counts are known.
+    """
+    counts = dict(partition_counts or {})
+    topo = Topology(graph.app_id)
+    for i, nodes in enumerate(_components(graph)):
+        sources = [n for n in nodes if n.kind == "source"]
+        if not sources:
+            raise TopologyError(f"nodes {[n.name for n in nodes]} have no source")
+        topo.subtopologies.append(SubTopology(i, nodes, sources))
+
+    # Resolve partition counts in dependency order: a repartition topic takes its writer's task count.
+    writer_of = {n.topic.name: sub for sub in topo.subtopologies for n in sub.nodes if n.kind == "repartition"}
+    resolving: set[int] = set()
+
+    def count_of(topic: Topic) -> int | None:
+        if topic.partitions is not None:
+            return topic.partitions
+        if topic.name in counts:
+            return counts[topic.name]
+        if topic.internal and topic.name in writer_of:
+            return tasks_of(writer_of[topic.name])
+        return None
+
+    def tasks_of(sub: SubTopology) -> int | None:
+        if sub.partitions is not None:
+            return sub.partitions
+        if sub.id in resolving:
+            raise TopologyError(f"sub-topology {sub.id} depends on itself through repartition topics")
+        resolving.add(sub.id)
+        known = [c for c in (count_of(t) for t in sub.source_topics) if c is not None]
+        sub.partitions = max(known) if known else None
+        resolving.discard(sub.id)
+        return sub.partitions
+
+    for sub in topo.subtopologies:
+        tasks_of(sub)
+    for sub in topo.subtopologies:
+        for node in sub.nodes:
+            if node.kind == "repartition" and node.topic.partitions is None:
+                counts[node.topic.name] = sub.partitions if sub.partitions is not None else counts.get(node.topic.name)
+    for sub in topo.subtopologies:
+        _check_copartitioning(sub, count_of)
+    return topo
+
+
+def _check_copartitioning(sub: SubTopology, count_of) -> None:
+    for node in sub.nodes:
+        if node.kind not in KEY_LOCAL_KINDS:
+            continue
+        topics = [t for s in _source_ancestors(node) for t in s.topics]
+        known = {t.name: count_of(t) for t in topics if count_of(t) is not None}
+        if len(set(known.values())) > 1:
+            detail = ", ".join(f"'{name}' has {n}" for name, n in sorted(known.items()))
+            raise CoPartitionError(
+                f"{node.name} ({node.op or node.kind}) needs its input topics co-partitioned (the same number of "
+                f"partitions) so that one key is always on one task, but {detail} partitions. Give them the same "
+                f"partition count, or call .repartition() on the stream first")
