@@ -33,6 +33,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _non_negative_int(value: str) -> int | None:
+    return int(value) if value.isdigit() else None
+
+
+def _boolean(value: str) -> bool | None:
+    return {"true": True, "false": False}.get(value.lower())
+
+
+_BROKER_SETTINGS = {
+    "log.retention.check.interval.ms": _non_negative_int,
+    "log.cleaner.backoff.ms": _non_negative_int,
+    "log.cleaner.enable": _boolean,
+}
+
+
 def _check_data_dir(path: str) -> str | None:
     try:
         os.makedirs(path, exist_ok=True)
@@ -62,17 +77,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"broker-embedded: error: {problem}", file=sys.stderr)
         return 2
     defaults = {}
+    settings = {}
     for item in args.config:
         name, sep, value = item.partition("=")
         if not sep:
             print(f"broker-embedded: error: --config expects NAME=VALUE, got {item!r}", file=sys.stderr)
             return 2
+        if name in _BROKER_SETTINGS:  # broker settings (not topic defaults) that --config also accepts
+            parsed = _BROKER_SETTINGS[name](value)
+            if parsed is None:
+                print(f"broker-embedded: error: invalid value {value!r} for {name}", file=sys.stderr)
+                return 2
+            settings[name.replace(".", "_")] = parsed
+            continue
         defaults[name] = value
     try:
         broker = EmbeddedBroker(
             data_dir=args.data_dir, host=args.host, port=args.port, default_partitions=args.default_partitions,
             auto_create_topics=not args.no_auto_create, flush_on_ack=not args.no_flush_on_ack,
-            topic_defaults=defaults,
+            topic_defaults=defaults, **settings,
         )
     except ValueError as exc:
         print(f"broker-embedded: error: {exc}", file=sys.stderr)
