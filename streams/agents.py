@@ -101,8 +101,11 @@ class AgentStream:
                 chunk.finish()
             c.exhausted.clear()
 
-    async def _next(self, timeout: float | None = None) -> Event | None:
-        """The next event, or None after `timeout` seconds without one; does not acknowledge anything."""
+    async def _next(self, timeout: float | None = None, ack: bool = False) -> Event | None:
+        """The next event, or None after `timeout` seconds without one.
+
+        With `ack`, every event returned before is processed: finished chunks are acknowledged before waiting.
+        """
         c = self._cursor
         while True:
             chunk = c.chunk
@@ -114,6 +117,8 @@ class AgentStream:
                     return ev
                 c.exhausted.append(chunk)
                 c.chunk = None
+            if ack:
+                self._ack()
             if timeout is None:
                 c.chunk = await self._queue.get()
             else:
@@ -126,22 +131,19 @@ class AgentStream:
     async def events(self) -> AsyncIterator[Event]:
         """Every record as an `Event` (key, value, headers, timestamp, topic, partition, offset)."""
         while True:
-            self._ack()
-            yield await self._next()
+            yield await self._next(ack=True)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._values()
 
     async def _values(self) -> AsyncIterator[Any]:
         while True:
-            self._ack()
-            yield (await self._next()).value
+            yield (await self._next(ack=True)).value
 
     async def items(self) -> AsyncIterator[tuple[Any, Any]]:
         """Every record as a (key, value) pair."""
         while True:
-            self._ack()
-            ev = await self._next()
+            ev = await self._next(ack=True)
             yield ev.key, ev.value
 
     async def take(self, n: int, within: float | None = None) -> AsyncIterator[list[Any]]:
@@ -161,6 +163,10 @@ class AgentStream:
                 out, buf, deadline = buf, [], None
                 yield out
                 # The caller came back: everything in `out` is processed.
+                c = self._cursor
+                if c.chunk is not None and c.pos >= len(c.chunk.events):
+                    c.exhausted.append(c.chunk)
+                    c.chunk = None
                 self._ack()
 
     def group_by(self, key: Callable[[Any], Any], name: str, *, partitions: int | None = None) -> "AgentStream":
