@@ -56,6 +56,52 @@ def write_checkpoint(directory: str, offset: int) -> None:
     fsync_directory(directory)
 
 
+def plan_cleaning(plog: PartitionLog, first_dirty: int, stable: int, now_ms: int,
+                  force: bool = False) -> tuple[float, CleanJob] | None:
+    """The dirty ratio and the job for one partition whose cleaning stopped at `first_dirty` and whose last
+    stable offset is `stable`, or None when it is not due (on the event loop: it snapshots the segments)."""
+    cfg = plog.config
+    closed = plog.segments[:-1]
+    if not cfg.compact or not closed:
+        return None
+    lag_horizon = now_ms - cfg.min_compaction_lag_ms
+    end_index = 0
+    for seg in closed:
+        if seg.next_offset > stable or (cfg.min_compaction_lag_ms and seg.max_timestamp > lag_horizon):
+            break
+        end_index += 1
+    dirty_index = next((i for i, s in enumerate(closed) if s.next_offset > first_dirty), len(closed))
+    clean_bytes = sum(s.size for s in closed[:dirty_index])
+    dirty_bytes = sum(s.size for s in closed[dirty_index:end_index])
+    if dirty_bytes == 0:
+        return None
+    ratio = dirty_bytes / (clean_bytes + dirty_bytes)
+    overdue = (cfg.max_compaction_lag_ms < NEVER
+               and 0 <= closed[dirty_index].max_timestamp < now_ms - cfg.max_compaction_lag_ms)
+    if not (force or overdue or ratio >= cfg.min_cleanable_dirty_ratio):
+        return None
+    job = CleanJob(
+        directory=plog.directory, segments=[_info(s) for s in closed], active=_info(plog.active),
+        log_start=plog.log_start_offset, first_dirty=first_dirty, end_index=end_index,
+        delete_retention_ms=cfg.delete_retention_ms, segment_bytes=cfg.segment_bytes,
+        index_interval=cfg.index_interval_bytes,
+    )
+    return ratio, job
+
+
+def adopt(plog: PartitionLog, result: CleanResult) -> list:
+    """The hand-off, on the loop: each swapped group's new segment replaces the old ones in memory in one step.
+    Returns the replaced segments (their descriptors are the caller's to close, after a grace period)."""
+    replaced = []
+    for group, cleaned in result.groups:
+        old = [info.segment for info in group]
+        if plog.replace_segments(old, cleaned):
+            replaced += old
+        else:
+            cleaned.close()
+    return replaced
+
+
 class LogCleaner:
     """Broker service compacting `cleanup.policy=compact` partitions in the background."""
 
@@ -116,35 +162,7 @@ class LogCleaner:
 
     def plan(self, plog: PartitionLog, now_ms: int, force: bool = False) -> tuple[float, CleanJob] | None:
         """The dirty ratio and the job for one partition, or None when it is not due for cleaning."""
-        cfg = plog.config
-        closed = plog.segments[:-1]
-        if not cfg.compact or not closed:
-            return None
-        first_dirty = self.first_dirty(plog)
-        stable = self.broker.last_stable_offset(plog)
-        lag_horizon = now_ms - cfg.min_compaction_lag_ms
-        end_index = 0
-        for seg in closed:
-            if seg.next_offset > stable or (cfg.min_compaction_lag_ms and seg.max_timestamp > lag_horizon):
-                break
-            end_index += 1
-        dirty_index = next((i for i, s in enumerate(closed) if s.next_offset > first_dirty), len(closed))
-        clean_bytes = sum(s.size for s in closed[:dirty_index])
-        dirty_bytes = sum(s.size for s in closed[dirty_index:end_index])
-        if dirty_bytes == 0:
-            return None
-        ratio = dirty_bytes / (clean_bytes + dirty_bytes)
-        overdue = (cfg.max_compaction_lag_ms < NEVER
-                   and 0 <= closed[dirty_index].max_timestamp < now_ms - cfg.max_compaction_lag_ms)
-        if not (force or overdue or ratio >= cfg.min_cleanable_dirty_ratio):
-            return None
-        job = CleanJob(
-            directory=plog.directory, segments=[_info(s) for s in closed], active=_info(plog.active),
-            log_start=plog.log_start_offset, first_dirty=first_dirty, end_index=end_index,
-            delete_retention_ms=cfg.delete_retention_ms, segment_bytes=cfg.segment_bytes,
-            index_interval=cfg.index_interval_bytes,
-        )
-        return ratio, job
+        return plan_cleaning(plog, self.first_dirty(plog), self.broker.last_stable_offset(plog), now_ms, force)
 
     async def clean_dirtiest(self, now_ms: int | None = None) -> CleanResult | None:
         """Clean the partition with the highest dirty ratio among those due; None when none is."""
@@ -200,11 +218,5 @@ class LogCleaner:
             return result
 
     def _adopt(self, plog: PartitionLog, result: CleanResult) -> None:
-        """The hand-off: the new segments replace the old ones in memory, in one step on the loop."""
-        for group, cleaned in result.groups:
-            old = [info.segment for info in group]
-            if plog.replace_segments(old, cleaned):
-                self.graveyard.bury(old)
-            else:
-                cleaned.close()
+        self.graveyard.bury(adopt(plog, result))
         self.graveyard.sweep()
