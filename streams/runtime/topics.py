@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,22 @@ async def existing_partition_counts(admin: AIOKafkaAdminClient, names: list[str]
     return out
 
 
+async def _wait_visible(admin: AIOKafkaAdminClient, names: set[str], timeout: float = 15.0) -> None:
+    """Wait until the metadata lists every topic in `names` with a leader for each partition.
+
+    A cluster (unlike the embedded broker) answers CreateTopics before every broker knows the topic; a consumer
+    that joined its group in between would be assigned nothing for it.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        ready = {d["topic"] for d in await admin.describe_topics(None)
+                 if d["topic"] in names and d.get("error_code", 0) == 0 and d.get("partitions")
+                 and all(p.get("leader", -1) >= 0 for p in d["partitions"])}
+        if ready >= names or asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.1)
+
+
 async def _create(admin: AIOKafkaAdminClient, topics: list[tuple[Topic, int]]) -> None:
     if not topics:
         return
@@ -44,6 +61,7 @@ async def _create(admin: AIOKafkaAdminClient, topics: list[tuple[Topic, int]]) -
         name, code = entry[0], entry[1]
         if code not in (0, 36):  # 36: created meanwhile by another worker
             raise RuntimeError(f"cannot create topic {name!r}: error code {code} {entry[2:] if len(entry) > 2 else ''}")
+    await _wait_visible(admin, {t.name for t, _ in topics})
     log.info("created topics %s", ", ".join(f"{t.name}({n})" for t, n in topics))
 
 
