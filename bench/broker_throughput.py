@@ -79,6 +79,20 @@ def start_ours(port: int, extra_args: tuple[str, ...] = ()) -> Iterator[Peer]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@contextmanager
+def start_kafka_peer(port: int) -> Iterator[Peer]:
+    """`peers.start_kafka`, removing the empty .kafka/peer-PORT directory that `kafka-down --clean` leaves."""
+    try:
+        with start_kafka(port) as peer:
+            yield peer
+    finally:
+        if "KAFKA_DIR" not in os.environ:
+            try:
+                os.rmdir(ROOT / ".kafka" / f"peer-{port}")
+            except OSError:
+                pass
+
+
 def listener_pid(port: int) -> int | None:
     """The pid of the process listening on 127.0.0.1:port (found through /proc), or None where that fails."""
     inodes = set()
@@ -302,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_tansu:
         starters["tansu"] = start_tansu
     if not args.no_kafka:
-        starters["kafka"] = start_kafka
+        starters["kafka"] = start_kafka_peer
     outcome = run_benchmark(starters, args.runs, args.records, args.linger_ms)
     durability = dict(DURABILITY)
     if args.ours_arg:
