@@ -39,12 +39,14 @@ class RawClient:
         buf = io.BytesIO()
         entity_writer(req_cls)(buf, req_cls(**fields))
         self.corr += 1
-        frame = struct.pack(">hhih", api_key, version, self.corr, 4) + b"test" + buf.getvalue()
+        flexible = bool(req_cls.__flexible__)
+        header = struct.pack(">hhih", api_key, version, self.corr, 4) + b"test" + (b"\0" if flexible else b"")
+        frame = header + buf.getvalue()
         self.sock.sendall(struct.pack(">i", len(frame)) + frame)
         size = struct.unpack(">i", self._recv(4))[0]
         body = self._recv(size)
         assert struct.unpack(">i", body[:4])[0] == self.corr
-        resp, _ = entity_reader(getattr(resp_mod, entity + "Response"))(body, 4)
+        resp, _ = entity_reader(getattr(resp_mod, entity + "Response"))(body, 5 if flexible else 4)
         return resp
 
     def _recv(self, n: int) -> bytes:

@@ -114,6 +114,10 @@ async def test_aiokafka_offsets_commit_only_with_the_transaction(bootstrap, topi
         async with producer.transaction():
             await producer.send_and_wait(dst, b"committed")
             await producer.send_offsets_to_transaction({tp: 7}, group)
+        for _ in range(50):  # Kafka settles the offsets just after answering EndTxn
+            if await consumer.committed(tp) == 7:
+                break
+            await asyncio.sleep(0.1)
         assert await consumer.committed(tp) == 7
     finally:
         await consumer.stop()
@@ -233,3 +237,42 @@ def test_kafka_python_transactions(bootstrap, topic_name):
     producer.close()
     assert asyncio.run(read_all(bootstrap, topic_name, "read_committed")) == [b"committed"]
     assert asyncio.run(read_all(bootstrap, topic_name, "read_uncommitted")) == [b"committed", b"aborted"]
+
+
+async def test_offset_fetch_require_stable_while_offsets_are_pending(bootstrap, topic_name):
+    """OffsetFetch with RequireStable answers UNSTABLE_OFFSET_COMMIT until the transaction holding the offset ends."""
+    from kio.index import load_payload_module
+    from kio.schema.errors import ErrorCode
+    from kio.static.constants import EntityType
+
+    from test_idempotence import RawClient
+
+    await _create(bootstrap, topic_name)
+    group = "g-" + uuid.uuid4().hex[:8]
+    m = load_payload_module(9, 7, EntityType.request)
+
+    def fetch(require_stable: bool):
+        c = RawClient(bootstrap)
+        try:
+            resp = c.call(9, 7, "OffsetFetch", group_id=group, require_stable=require_stable,
+                          topics=(m.OffsetFetchRequestTopic(name=topic_name, partition_indexes=(0,)),))
+        finally:
+            c.close()
+        p = resp.topics[0].partitions[0]
+        return p.error_code, p.committed_offset
+
+    producer = await _producer(bootstrap, _tid())
+    try:
+        await producer.begin_transaction()
+        await producer.send_offsets_to_transaction({TopicPartition(topic_name, 0): 5}, group)
+        assert await asyncio.to_thread(fetch, True) == (ErrorCode.unstable_offset_commit, -1)
+        assert await asyncio.to_thread(fetch, False) == (ErrorCode.none, -1)
+        await producer.commit_transaction()
+        for _ in range(50):  # Kafka writes the offset topic's marker just after answering EndTxn
+            answer = await asyncio.to_thread(fetch, True)
+            if answer[0] != ErrorCode.unstable_offset_commit:
+                break
+            await asyncio.sleep(0.1)
+        assert answer == (ErrorCode.none, 5)
+    finally:
+        await producer.stop()

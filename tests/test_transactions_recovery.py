@@ -95,3 +95,25 @@ async def test_admin_views_of_producers_and_transactions(bootstrap, topic_name):
         admin.close()
         await idempotent.stop()
         await producer.stop()
+
+
+async def test_large_transaction_state_log_is_replayed(tmp_path):
+    """More than one read's worth (1 MiB) of `__transaction_state` comes back whole after a restart."""
+    data = str(tmp_path / "broker")
+    broker = await EmbeddedBroker(data_dir=data, port=0).start()
+    coordinator = broker.broker.transactions
+    expected = {}
+    for i in range(40):
+        tid = f"tx-{i:04d}"
+        pid, epoch = await coordinator.init_producer_id(tid, 60000)
+        await coordinator.add_offsets(tid, pid, epoch, f"group-{i}-" + "x" * 30_000)  # a 30 KB state record
+        expected[tid] = (pid, epoch)
+    assert broker.broker.topics.get("__transaction_state").logs[0].size_bytes > 1 << 20
+    await broker.stop()
+    broker = await EmbeddedBroker(data_dir=data, port=0).start()
+    try:
+        txns = broker.broker.transactions.txns
+        assert {tid: (m.producer_id, m.producer_epoch - 1) for tid, m in txns.items()} == expected
+        assert {m.state for m in txns.values()} == {"CompleteAbort"}  # open at the restart: aborted, fenced
+    finally:
+        await broker.stop()

@@ -70,7 +70,8 @@ def run_scenario(broker_process, records: int, copier_kills: int, broker_kills: 
     rng = random.Random(seed)
     broker = broker_process().start()
     asyncio.run(_seed(broker.bootstrap_servers, records))
-    broker_kill_rounds = set(rng.sample(range(1, copier_kills), broker_kills))
+    # Broker kills early enough that they happen even if the copier finishes before all its kills are used.
+    broker_kill_rounds = set(rng.sample(range(1, copier_kills // 2 + 1), broker_kills))
     kills = 0
     for round_ in range(copier_kills):
         proc = _copier(broker.bootstrap_servers, max_records)
@@ -101,7 +102,7 @@ def run_scenario(broker_process, records: int, copier_kills: int, broker_kills: 
     assert not missing and not duplicated, f"missing {missing[:20]}, duplicated {list(duplicated.items())[:20]}"
     assert len(values) == records
     print(f"copier killed {kills} times (broker killed in {len(broker_kill_rounds & set(range(kills)))} of them)")
-    assert kills >= min(3, copier_kills), "the copier finished before it was killed: the test did not test much"
+    assert kills > max(broker_kill_rounds), "the copier finished before it was killed: the test did not test much"
 
 
 def test_copier_killed_and_broker_restarted_exactly_once(broker_process):
@@ -111,4 +112,4 @@ def test_copier_killed_and_broker_restarted_exactly_once(broker_process):
 
 @pytest.mark.slow
 def test_copier_killed_many_times_with_100k_records(broker_process):
-    run_scenario(broker_process, records=100_000, copier_kills=40, broker_kills=4, max_records=15, seed=11)
+    run_scenario(broker_process, records=100_000, copier_kills=40, broker_kills=4, max_records=4, seed=11)

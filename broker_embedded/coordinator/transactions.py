@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from kio.schema.errors import ErrorCode
 
 from ..api.errors import KafkaError
-from ..log.batch import parse_header, split_batches
+from ..log.batch import HEADER_SIZE, parse_header, split_batches
 from ..log.records import build_batch, iter_records
 from .producers import ProducerIdAllocator
 
@@ -122,7 +122,8 @@ class TransactionCoordinator:
             if not data:
                 break
             pos = 0
-            while pos < len(data):
+            # A read ends after whole batches, possibly followed by the start of one more: stop before that.
+            while pos + HEADER_SIZE <= len(data):
                 header = parse_header(data, pos)
                 if pos + header.size > len(data):
                     break
