@@ -276,3 +276,45 @@ async def test_offset_fetch_require_stable_while_offsets_are_pending(bootstrap, 
         assert answer == (ErrorCode.none, 5)
     finally:
         await producer.stop()
+
+
+def test_transaction_protocol_errors(bootstrap, topic_name):
+    """The error codes Kafka gives for misuse: a transactional batch for a partition not in the transaction,
+    EndTxn with nothing open, a fenced epoch on an old EndTxn version, a timeout above the maximum."""
+    import datetime
+
+    from kio.index import load_payload_module
+    from kio.schema.errors import ErrorCode
+    from kio.static.constants import EntityType
+
+    from broker_embedded.log.records import build_batch
+    from test_idempotence import RawClient
+
+    asyncio.run(_create(bootstrap, topic_name))
+    c = RawClient(bootstrap)
+    tid = _tid()
+    try:
+        for _ in range(50):
+            r = c.call(22, 1, "InitProducerId", transactional_id=tid, transaction_timeout=datetime.timedelta(seconds=60))
+            if r.error_code != ErrorCode.coordinator_load_in_progress:
+                break
+            time.sleep(0.2)
+        assert r.error_code == ErrorCode.none
+        pid, epoch = r.producer_id, r.producer_epoch
+        records = build_batch([(None, b"x", None, None)], producer_id=pid, producer_epoch=epoch, base_sequence=0,
+                              attributes=0x10)
+        m = load_payload_module(0, 3, EntityType.request)
+        resp = c.call(0, 3, "Produce", transactional_id=tid, acks=-1, timeout=datetime.timedelta(seconds=10),
+                      topic_data=(m.TopicProduceData(name=topic_name, partition_data=(
+                          m.PartitionProduceData(index=0, records=records),)),))
+        assert resp.responses[0].partition_responses[0].error_code == ErrorCode.invalid_txn_state
+        for commit in (True, False):
+            r = c.call(26, 1, "EndTxn", transactional_id=tid, producer_id=pid, producer_epoch=epoch, committed=commit)
+            assert r.error_code == ErrorCode.invalid_txn_state
+        r = c.call(26, 1, "EndTxn", transactional_id=tid, producer_id=pid, producer_epoch=epoch + 5, committed=False)
+        assert r.error_code == ErrorCode.invalid_producer_epoch
+        r = c.call(22, 1, "InitProducerId", transactional_id=tid, transaction_timeout=datetime.timedelta(minutes=20))
+        assert r.error_code == ErrorCode.invalid_transaction_timeout
+    finally:
+        c.close()
+    assert asyncio.run(read_all(bootstrap, topic_name, "read_uncommitted")) == []
