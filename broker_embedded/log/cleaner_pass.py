@@ -75,7 +75,7 @@ class CleanResult:
 
     groups: list[tuple[list[SegmentInfo], Segment]] = field(default_factory=list)
     first_dirty: int = -1
-    bytes_read: int = 0
+    bytes_read: int = 0  # bytes of log rewritten (the dirty section is also read once more, for the map)
     bytes_written: int = 0
     records_read: int = 0
     records_kept: int = 0
@@ -126,7 +126,6 @@ def build_offset_map(job: CleanJob, infos: list[SegmentInfo], facts: _LogFacts, 
         for _pos, h, raw in iter_file_batches(info.path, info.size):
             if job.abort.is_set():
                 raise CleaningAborted()
-            result.bytes_read += h.size
             if h.is_control or h.last_offset < log_start or h.base_offset in facts.aborted:
                 continue
             base = h.base_offset
