@@ -21,7 +21,7 @@ from typing import Callable
 from kio.schema.errors import ErrorCode
 
 from ..api.errors import KafkaError
-from ..log.batch import CONTROL, TRANSACTIONAL, split_batches
+from ..log.batch import CONTROL, HEADER_SIZE, TRANSACTIONAL, parse_header, split_batches
 from ..log.partition import PartitionLog
 from ..log.records import build_batch, iter_records
 from .group import now_ms
@@ -103,7 +103,8 @@ class OffsetStore:
             data = plog.read(offset, _READ_CHUNK)
             if not data:
                 break
-            for pos, header in split_batches(data):
+            before = offset
+            for pos, header in _whole_batches(data):
                 if header.next_offset <= offset:
                     continue
                 offset = header.next_offset
@@ -131,6 +132,8 @@ class OffsetStore:
                             groups.pop(key.group, None)
                         else:
                             groups[key.group] = decode_group_value(rec.value)
+            if offset == before:
+                raise RuntimeError(f"{TOPIC} cannot be read past offset {offset}")
 
     # ---- writing ----
 
@@ -242,3 +245,14 @@ class OffsetStore:
 
     def has_pending_txn_group(self, group: str) -> bool:
         return any(group in staged for staged in self.pending.values())
+
+
+def _whole_batches(data: bytes):
+    """(position, header) of each complete batch in a read (a read may end inside its last batch)."""
+    pos = 0
+    while pos + HEADER_SIZE <= len(data):
+        header = parse_header(data, pos)
+        if pos + header.size > len(data):
+            return
+        yield pos, header
+        pos += header.size
