@@ -161,3 +161,35 @@ def test_coordinator_load_in_progress_while_offsets_load(broker_process, topic_n
     assert codes[0] == ErrorCode.coordinator_load_in_progress
     assert [p.committed_offset for p in g.topics[0].partitions] == [499, 499]
     broker.stop()
+
+
+def test_offsets_expire_after_retention_unless_the_group_is_active(tmp_path, only_embedded, topic_name):
+    from broker_embedded import EmbeddedBroker
+    from test_groups_protocol import LIST, Member, _fetch
+
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "b"), group_initial_rebalance_delay_ms=0,
+                            offsets_retention_minutes=0, offsets_retention_check_interval_ms=200).start_in_thread()
+    try:
+        bootstrap = broker.bootstrap_servers
+        create_topic(bootstrap, topic_name, 1)
+        simple, active = "g-simple-" + uuid.uuid4().hex[:8], "g-active-" + uuid.uuid4().hex[:8]
+        s = Member(bootstrap, simple, topic_name)
+        assert s.commit(3, generation=-1, member_id="") == ErrorCode.none
+        a = Member(bootstrap, active, topic_name)
+        assert a.join_until_member().error_code == ErrorCode.none
+        a.sync({a.member_id: b""})
+        assert a.commit(4) == ErrorCode.none
+        c = Conn(bootstrap)
+
+        def simple_gone() -> bool:
+            a.heartbeat()
+            listed = {g.group_id for g in c.call(LIST, states_filter=(), types_filter=()).groups}
+            return _fetch(c, simple, [topic_name])[1][(topic_name, 0)][0] == -1 and simple not in listed
+
+        wait_for(simple_gone, 10, "the standalone group's offsets to expire")
+        # The Stable group still subscribes to the topic: its offset stays.
+        assert _fetch(c, active, [topic_name])[1][(topic_name, 0)][0] == 4
+        for x in (s, a, c):
+            x.close()
+    finally:
+        broker.stop_thread()

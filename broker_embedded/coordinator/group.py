@@ -18,6 +18,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from kio.schema.errors import ErrorCode
+
 from .group_records import GroupValue, MemberValue, subscribed_topics
 
 CONSUMER_PROTOCOL = "consumer"
@@ -247,3 +249,27 @@ class Group:
             group.state = GroupState.STABLE
         group.subscribed = group._compute_subscribed()
         return group
+
+
+@dataclass(slots=True)
+class JoinResult:
+    """What a JoinGroup response carries; `members` (id, instance id, metadata) only for the leader."""
+
+    error: ErrorCode = ErrorCode.none
+    member_id: str = ""
+    generation: int = -1
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader: str = ""
+    members: list[tuple[str, str | None, bytes]] = field(default_factory=list)
+    skip_assignment: bool = False
+
+
+@dataclass(slots=True)
+class SyncResult:
+    """What a SyncGroup response carries."""
+
+    error: ErrorCode = ErrorCode.none
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    assignment: bytes = b""

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass, field
-
 from kio.schema.errors import ErrorCode
 
 from ..api.errors import KafkaError
-from .group import Group, GroupState, Member, now_ms
+from .group import Group, GroupState, JoinResult, Member, SyncResult
+from .group_retention import expire_offsets
 from .group_records import GroupValue
 from .offsets import OffsetStore
 
@@ -26,30 +25,6 @@ log = logging.getLogger(__name__)
 EMPTY, PREPARING, COMPLETING, STABLE, DEAD = (GroupState.EMPTY, GroupState.PREPARING_REBALANCE,
                                               GroupState.COMPLETING_REBALANCE, GroupState.STABLE, GroupState.DEAD)
 TICK_SECONDS = 0.05
-
-
-@dataclass(slots=True)
-class JoinResult:
-    """What a JoinGroup response carries; `members` (id, instance id, metadata) only for the leader."""
-
-    error: ErrorCode = ErrorCode.none
-    member_id: str = ""
-    generation: int = -1
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader: str = ""
-    members: list[tuple[str, str | None, bytes]] = field(default_factory=list)
-    skip_assignment: bool = False
-
-
-@dataclass(slots=True)
-class SyncResult:
-    """What a SyncGroup response carries."""
-
-    error: ErrorCode = ErrorCode.none
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    assignment: bytes = b""
 
 
 class GroupCoordinator:
@@ -546,31 +521,7 @@ class GroupCoordinator:
 
     def expire_offsets(self) -> None:
         """Drop offsets past offsets.retention.minutes, and empty groups with no offsets left (as Kafka)."""
-        retention = self.config.offsets_retention_minutes * 60_000
-        now = now_ms()
-        for group_id, stored in list(self.offsets.offsets.items()):
-            group = self.groups.get(group_id)
-            since_empty = group.state_timestamp if group is not None and group.protocol_type and group.is_(EMPTY) else None
-            expired = []
-            for (topic, partition), value in stored.items():
-                if self.offsets.has_pending_txn_offsets(group_id, topic, partition):
-                    continue
-                if group is None or not group.protocol_type:
-                    base = value.commit_timestamp
-                elif since_empty is not None:
-                    base = since_empty
-                elif group.is_(STABLE) and group.subscribed is not None and topic not in group.subscribed:
-                    base = value.commit_timestamp
-                else:
-                    continue
-                if now - base >= retention:
-                    expired.append((topic, partition))
-            if expired:
-                log.info("group %s: %d committed offsets expired", group_id, len(expired))
-                self.offsets.delete(group_id, expired)
-        for group_id, group in list(self.groups.items()):
-            if (group.is_(EMPTY) and not group.pending_members and group_id not in self.offsets.offsets
-                    and not self.offsets.has_pending_txn_group(group_id)):
-                group.transition(DEAD)
-                del self.groups[group_id]
-                self.offsets.write_group(group_id, None)
+        for group_id in expire_offsets(self.groups, self.offsets, self.config.offsets_retention_minutes * 60_000):
+            group = self.groups.pop(group_id)
+            group.transition(DEAD)
+            self.offsets.write_group(group_id, None)
