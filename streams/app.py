@@ -240,7 +240,9 @@ class App:
             from broker_embedded import EmbeddedBroker
             data_dir = self.workdir / "broker"
             data_dir.mkdir(parents=True, exist_ok=True)
-            self.embedded = EmbeddedBroker(data_dir=str(data_dir), port=self.broker_port)
+            # One machine: no point waiting 3 s for more members before the first rebalance.
+            self.embedded = EmbeddedBroker(data_dir=str(data_dir), port=self.broker_port,
+                                           group_initial_rebalance_delay_ms=0)
             await self.embedded.start()
             started_broker = True
             print(f"bootstrap {self.embedded.bootstrap_servers}", flush=True)

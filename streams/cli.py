@@ -106,8 +106,8 @@ async def _send(app, args) -> None:
     from aiokafka import AIOKafkaProducer
     topic = app.topics.get(args.topic) or app.topic(args.topic)
     producer = AIOKafkaProducer(bootstrap_servers=app.bootstrap_servers, acks="all")
-    await producer.start()
     try:
+        await producer.start()
         md = await producer.send_and_wait(topic.name, _encode(topic.value_serde, args.value),
                                           key=_encode(topic.key_serde, args.key), partition=args.partition)
         print(f"sent to {md.topic}[{md.partition}]@{md.offset}")
@@ -129,7 +129,13 @@ def main(argv: list[str] | None = None, app=None) -> None:
     """Entry point of `streams` and `python -m streams` (and of `app.main()` with the app given)."""
     try:
         args = _parser(app is not None).parse_args(argv)
-        logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        level = getattr(logging, args.loglevel.upper(), None)
+        if not isinstance(level, int):
+            raise UsageError(f"bad --loglevel {args.loglevel!r}: use DEBUG, INFO, WARNING or ERROR")
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if level >= logging.WARNING:
+            # aiokafka logs every failed connection attempt; the one line we print says it better.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         if args.app:
             app = load_app(args.app)
         if args.broker:

@@ -1,0 +1,123 @@
+"""The command line, the runnable examples, and scale-out: two worker processes, one killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from streamtest import consume, create_topic, produce
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streams", *args], capture_output=True, text=True, cwd=cwd,
+                          env=ENV, timeout=timeout)
+
+
+def test_mistakes_print_one_line_and_exit_2(tmp_path):
+    for args, words in [
+        (["topology", "-A", "no_such_module:app"], "cannot import 'no_such_module'"),
+        (["topology", "-A", "examples.orders:nope"], "has no attribute 'nope'"),
+        (["worker", "-A", "examples.orders:app", "--bogus"], "unrecognized arguments: --bogus"),
+        (["send", "-A", "examples.orders:app", "--broker", "kafka://127.0.0.1:1", "orders", "{}"],
+         "cannot reach the broker"),
+        (["topics", "-A", "examples.orders:app", "--broker", "http://x"], "bad broker URL"),
+    ]:
+        result = run_cli(*args, cwd=ROOT)
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, (args, result.stderr)
+
+
+def test_topology_formats():
+    text = run_cli("topology", "-A", "examples.orders:app", cwd=ROOT)
+    assert text.returncode == 0 and "Sub-topology: 1" in text.stdout and "Agent: notify" in text.stdout
+    mermaid = run_cli("topology", "-A", "examples.orders:app", "--format", "mermaid", cwd=ROOT).stdout
+    assert mermaid.startswith("flowchart TD") and 't_big_orders(["big-orders"])' in mermaid
+    dot = run_cli("topology", "-A", "examples/orders.py:app", "--format", "dot", cwd=ROOT).stdout
+    assert dot.startswith("digraph topology {")
+
+
+def test_send_and_topics(bootstrap, tmp_path):
+    url = f"kafka://{bootstrap}"
+    created = run_cli("topics", "-A", "examples.orders:app", "--broker", url, "--create", cwd=ROOT)
+    assert created.returncode == 0, created.stderr
+    assert "orders\t" in created.stdout and "big-orders\t" in created.stdout
+    sent = run_cli("send", "-A", "examples.orders:app", "--broker", url, "orders", "--key", "ada",
+                   '{"id": "x1", "customer": "ada", "amount": 5}', cwd=ROOT)
+    assert sent.returncode == 0 and sent.stdout.startswith("sent to orders["), sent.stderr
+
+
+@pytest.mark.parametrize("example, last_line", [
+    ("orders.py", "12 of 20 orders were big"),
+    ("log_aggregation.py", "total errors per service: api=32, auth=37, billing=30"),
+])
+def test_examples_run_end_to_end_on_the_embedded_broker(tmp_path, example, last_line, only_embedded):
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / example)], capture_output=True, text=True,
+                            cwd=tmp_path, env=ENV, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("bootstrap 127.0.0.1:")
+    assert lines[-1] == last_line
+    assert (tmp_path / ".streams").is_dir()
+
+
+SCALE_APP = textwrap.dedent("""
+    import os, time
+    import streams
+    app = streams.App("scale", broker=os.environ["BROKER"], session_timeout=6.0, commit_interval=0.1,
+                      max_poll_records=20)
+    src = app.topic("in", partitions=4)
+    app.stream(src).peek(lambda k, v: time.sleep(0.002)).to("out")
+""")
+
+
+def test_two_workers_one_killed_nothing_lost(broker_process, tmp_path):
+    broker = broker_process().start()
+    bootstrap = broker.bootstrap_servers
+    (tmp_path / "scaleapp.py").write_text(SCALE_APP)
+    env = {**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "BROKER": f"kafka://{bootstrap}"}
+    import asyncio
+    total = 3000
+    asyncio.run(create_topic(bootstrap, "in", 4))
+    asyncio.run(produce(bootstrap, "in", [(None, str(i).encode(), i % 4) for i in range(total)]))
+
+    def worker() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "streams", "worker", "-A", "scaleapp:app", "--loglevel",
+                                 "INFO"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    a, b = worker(), worker()
+    try:
+        # both workers hold tasks once the second join settled: wait for each to log an assignment of 2 tasks
+        deadline = time.monotonic() + 30
+        seen: dict = {a: [], b: []}
+        for p in (a, b):
+            threading.Thread(target=lambda p=p: seen[p].extend(p.stderr), daemon=True).start()
+
+        def ready() -> bool:
+            return all(any("assigned 2 partitions" in line for line in list(lines)) for lines in seen.values())
+        while time.monotonic() < deadline and not ready():
+            time.sleep(0.05)
+        assert ready(), seen
+        a.send_signal(signal.SIGKILL)
+        a.wait(10)
+        out = asyncio.run(consume(bootstrap, "out", total, timeout=60))
+        values = {json.loads(r.value) for r in out}
+        assert values == set(range(total))  # at-least-once: everything, duplicates allowed
+    finally:
+        for p in (a, b):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        assert b.wait(30) == 0
+        a.wait(10)
