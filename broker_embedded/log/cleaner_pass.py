@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 _INDEX_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
 INFINITY = 2**63 - 1
-YIELD_EVERY = 2000
+YIELD_EVERY = 500
 
 
 class CleaningAborted(Exception):
