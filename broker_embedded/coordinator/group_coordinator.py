@@ -49,6 +49,11 @@ class GroupCoordinator:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        # Parked JoinGroup and SyncGroup requests learn that this coordinator is gone, as on a Kafka unload.
+        for group in self.groups.values():
+            for member in group.members.values():
+                self._complete_join(member, JoinResult(ErrorCode.not_coordinator, member.member_id))
+                self._complete_sync(member, SyncResult(ErrorCode.not_coordinator))
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
