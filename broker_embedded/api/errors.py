@@ -5,18 +5,10 @@ from __future__ import annotations
 from kio.schema.errors import ErrorCode
 
 from ..config import InvalidConfig
+from ..errors import KafkaError
 from ..log.batch import InvalidBatch
 from ..log.partition import OffsetOutOfRange
 from ..metadata import InvalidPartitions, InvalidTopic, TopicExists, UnknownTopic
-
-
-class KafkaError(Exception):
-    """Raised by handlers and coordinators to answer with a specific error code and message."""
-
-    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
-        super().__init__(message or code.name)
-        self.code = code
-        self.message = message
 
 
 _BY_TYPE: list[tuple[type[BaseException], ErrorCode]] = [

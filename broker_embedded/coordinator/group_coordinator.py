@@ -14,7 +14,7 @@ import logging
 import uuid
 from kio.schema.errors import ErrorCode
 
-from ..api.errors import KafkaError
+from ..errors import KafkaError
 from .group import Group, GroupState, JoinResult, Member, SyncResult
 from .group_retention import expire_offsets
 from .group_records import GroupValue

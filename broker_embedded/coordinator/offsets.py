@@ -20,7 +20,7 @@ from typing import Callable
 
 from kio.schema.errors import ErrorCode
 
-from ..api.errors import KafkaError
+from ..errors import KafkaError
 from ..log.batch import CONTROL, HEADER_SIZE, TRANSACTIONAL, parse_header, split_batches
 from ..log.partition import PartitionLog
 from ..log.records import build_batch, iter_records

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
 
-from ..api.errors import KafkaError
+from ..errors import KafkaError
 from ..log.batch import HEADER_SIZE, parse_header, split_batches
 from ..log.records import build_batch, iter_records
 from .producers import ProducerIdAllocator
