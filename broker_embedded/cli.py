@@ -45,6 +45,12 @@ _BROKER_SETTINGS = {
     "log.retention.check.interval.ms": _non_negative_int,
     "log.cleaner.backoff.ms": _non_negative_int,
     "log.cleaner.enable": _boolean,
+    "group.min.session.timeout.ms": _non_negative_int,
+    "group.max.session.timeout.ms": _non_negative_int,
+    "group.initial.rebalance.delay.ms": _non_negative_int,
+    "group.max.size": _non_negative_int,
+    "offsets.retention.minutes": _non_negative_int,
+    "offsets.retention.check.interval.ms": _non_negative_int,
 }
 
 

@@ -97,7 +97,7 @@ class BrokerProcess:
     def start(self, timeout: float = 30) -> "BrokerProcess":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "broker_embedded", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--loglevel", "WARNING", *self.extra],
+             "--loglevel", "WARNING", "--config", "group.initial.rebalance.delay.ms=0", *self.extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         deadline = time.monotonic() + timeout
