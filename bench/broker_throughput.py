@@ -297,11 +297,19 @@ def print_table(outcome: dict, runs: int, durability: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--transactional" in argv:
+        # The transactional mode: transactions committed every 100 ms against idempotent produce (txn_throughput).
+        from txn_throughput import main as transactional_main
+
+        return transactional_main([a for a in argv if a != "--transactional"])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=3, help="runs per figure; the table shows medians (default 3)")
     p.add_argument("--records", type=int, default=1_000_000,
                    help="records of 100 bytes per run; 1 KB runs use a quarter of it (default 1000000)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 run of 20000 records")
+    p.add_argument("--transactional", action="store_true",
+                   help="measure transactions committed every 100 ms against idempotent produce (bench/txn_throughput.py)")
     p.add_argument("--linger-ms", type=int, default=5, help="producer linger.ms (default 5)")
     p.add_argument("--no-tansu", action="store_true", help="skip tansu")
     p.add_argument("--no-kafka", action="store_true", help="skip Apache Kafka")
