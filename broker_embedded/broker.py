@@ -19,6 +19,7 @@ from .log.flush import GroupCommitFlusher
 from .log.retention import RetentionService
 from .log.partition import PartitionLog
 from .metadata import Topic, TopicRegistry
+from .background import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,7 @@ class Broker:
 
     async def stop(self) -> None:
         for task in self._background:
-            task.cancel()
-        for task in self._background:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(task)
         self._background.clear()
         for service in reversed(self.services):
             await service.stop()

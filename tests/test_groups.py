@@ -7,7 +7,6 @@ Every scenario runs against the embedded broker and, with `--kafka`, against Apa
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys

@@ -15,7 +15,6 @@ READ_COMMITTED = 1
 
 @handles(1, 4, 12)
 async def fetch(ctx: RequestContext, req):
-    broker = ctx.broker
     loop = asyncio.get_running_loop()
     deadline = loop.time() + req.max_wait.total_seconds()
     while True:

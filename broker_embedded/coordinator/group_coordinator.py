@@ -19,6 +19,7 @@ from .group import Group, GroupState, JoinResult, Member, SyncResult
 from .group_retention import expire_offsets
 from .group_records import GroupValue
 from .offsets import OffsetStore
+from ..background import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,8 @@ class GroupCoordinator:
         self._task = asyncio.create_task(self._tick())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         # Parked JoinGroup and SyncGroup requests learn that this coordinator is gone, as on a Kafka unload.
         for group in self.groups.values():
             for member in group.members.values():

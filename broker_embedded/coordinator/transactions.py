@@ -26,6 +26,7 @@ from ..errors import KafkaError
 from ..log.batch import HEADER_SIZE, parse_header, split_batches
 from ..log.records import build_batch, iter_records
 from .producers import ProducerIdAllocator
+from ..background import cancel_and_wait
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -107,13 +108,8 @@ class TransactionCoordinator:
         self._task = asyncio.create_task(self._abort_timed_out())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def _load(self, plog) -> None:
         offset = plog.log_start_offset

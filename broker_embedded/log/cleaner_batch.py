@@ -13,17 +13,13 @@ import os
 import struct
 from typing import Iterator
 
-import cramjam
 from crc32c import crc32c
 
 from .batch import HEADER_SIZE, TIMESTAMP_LOG_APPEND, BatchHeader, parse_header
-from .records import GZIP, LZ4, NONE, SNAPPY, ZSTD, decompress
+from .records import XERIAL_MAGIC, SNAPPY, compress, decompress
 
 _HEAD = struct.Struct(">qiibIhiqqqhii")
 _CHUNK = 4 * 1024 * 1024
-_XERIAL_MAGIC = b"\x82SNAPPY\x00"
-_XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
-_XERIAL_BLOCK = 32 * 1024
 # Control record key: version i16, type i16 (0 = abort, 1 = commit).
 ABORT, COMMIT = 0, 1
 
@@ -122,33 +118,12 @@ def control_type(raw: bytes, header: BatchHeader) -> int:
     return COMMIT
 
 
-def _compress(codec: int, data: bytes, xerial: bool) -> bytes:
-    if codec == NONE:
-        return data
-    if codec == GZIP:
-        return bytes(cramjam.gzip.compress(data))
-    if codec == LZ4:
-        return bytes(cramjam.lz4.compress(data))
-    if codec == ZSTD:
-        return bytes(cramjam.zstd.compress(data))
-    if codec == SNAPPY:
-        if not xerial:
-            return bytes(cramjam.snappy.compress_raw(data))
-        # The Java client's framing, kept for batches that arrived in it.
-        out = bytearray(_XERIAL_HEADER)
-        for i in range(0, len(data), _XERIAL_BLOCK):
-            block = bytes(cramjam.snappy.compress_raw(data[i : i + _XERIAL_BLOCK]))
-            out += struct.pack(">i", len(block)) + block
-        return bytes(out)
-    raise ValueError(f"unknown compression codec {codec}")
-
-
 def rewrite_batch(raw: bytes, header: BatchHeader, body: bytes, kept: list[tuple[int, int, int]]) -> bytes:
     """A copy of the batch holding only the records `kept`, given as (start, end, timestamp delta) in `body`
     (possibly none, for a batch retained empty). The header keeps everything that ties it to its offsets."""
     records = b"".join(body[s:e] for s, e, _t in kept)
-    xerial = header.compression == SNAPPY and raw[HEADER_SIZE : HEADER_SIZE + 8] == _XERIAL_MAGIC
-    payload = _compress(header.compression, records, xerial)
+    xerial = header.compression == SNAPPY and raw[HEADER_SIZE : HEADER_SIZE + 8] == XERIAL_MAGIC
+    payload = compress(header.compression, records, xerial)
     if header.attributes & TIMESTAMP_LOG_APPEND or not kept:
         max_ts = header.max_timestamp
     else:

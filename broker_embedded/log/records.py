@@ -16,7 +16,9 @@ from crc32c import crc32c
 from .batch import HEADER_SIZE, BatchHeader
 
 NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
-_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = XERIAL_MAGIC + struct.pack(">ii", 1, 1)
+_XERIAL_BLOCK = 32 * 1024
 
 
 @dataclass(slots=True)
@@ -32,7 +34,7 @@ class Record:
 
 def _snappy(data: bytes) -> bytes:
     # The Java client frames snappy the xerial way; librdkafka may send raw blocks. Accept both.
-    if data.startswith(_XERIAL_MAGIC):
+    if data.startswith(XERIAL_MAGIC):
         out = bytearray()
         pos = 16
         while pos < len(data):
@@ -123,7 +125,8 @@ def _put_bytes(data: bytes | None, out: bytearray) -> None:
         out += data
 
 
-def _compress(codec: int, data: bytes) -> bytes:
+def compress(codec: int, data: bytes, xerial: bool = False) -> bytes:
+    """Compress a records section with a batch codec; `xerial` frames snappy the Java client's way."""
     if codec == NONE:
         return data
     if codec == GZIP:
@@ -132,7 +135,15 @@ def _compress(codec: int, data: bytes) -> bytes:
         return bytes(cramjam.lz4.compress(data))
     if codec == ZSTD:
         return bytes(cramjam.zstd.compress(data))
-    raise ValueError(f"build_batch cannot write compression codec {codec}")
+    if codec == SNAPPY:
+        if not xerial:
+            return bytes(cramjam.snappy.compress_raw(data))
+        out = bytearray(_XERIAL_HEADER)
+        for i in range(0, len(data), _XERIAL_BLOCK):
+            block = bytes(cramjam.snappy.compress_raw(data[i : i + _XERIAL_BLOCK]))
+            out += struct.pack(">i", len(block)) + block
+        return bytes(out)
+    raise ValueError(f"unknown compression codec {codec}")
 
 
 def build_batch(
@@ -178,7 +189,7 @@ def build_batch(
             _put_bytes(hv, rec)
         _zigzag(len(rec), body)
         body += rec
-    payload = _compress(attributes & 0x07, bytes(body))
+    payload = compress(attributes & 0x07, bytes(body))
     length = HEADER_SIZE - 12 + len(payload)
     out = bytearray(_BATCH_HEAD.pack(base_offset, length, partition_leader_epoch, 2, 0, attributes,
                                      len(records) - 1, base_ts, max(stamps), producer_id, producer_epoch,

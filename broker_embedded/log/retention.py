@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .cleaner_swap import SEGMENT_SUFFIXES
 from .partition import PartitionLog
 from .segment import Segment, segment_name
+from ..background import cancel_and_wait
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -110,12 +111,7 @@ class RetentionService:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self.graveyard.sweep(force=True)
 
     async def _run(self) -> None:

@@ -8,12 +8,15 @@ Key-changing operations (map, flat_map, select_key) mark the stream so that a la
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import TopologyError
 from ..serde import JsonSerde, Serde, serde_for
 from ..topics import Topic
 from ..topology.graph import Graph, Node
+
+if TYPE_CHECKING:
+    from .grouped import GroupedStream
 
 __all__ = ["Builder", "KStream", "SplitStream"]
 

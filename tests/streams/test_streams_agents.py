@@ -7,7 +7,6 @@ import asyncio
 import json
 import random
 
-import streams
 from streamtest import committed, consume, eventually, produce
 
 
