@@ -16,52 +16,56 @@ from .errors import KafkaError, error_code
 @handles(0, 0, 11)
 async def produce(ctx: RequestContext, req):
     broker = ctx.broker
-    r = ctx.reply
     acks = req.acks
     durable = acks == -1 and broker.config.flush_on_ack
-    waits: list[asyncio.Future] = []
-    topics = []
+    results: list[tuple[str, list[dict]]] = []
+    waits: list[tuple[asyncio.Future, dict]] = []
     for td in req.topic_data:
         parts = []
         for pd in td.partition_data:
-            code, message, base, log_start = ErrorCode.none, None, -1, -1
-            append_time = None  # kio writes None as -1
+            result = {"index": pd.index, "error_code": ErrorCode.none, "error_message": None, "base_offset": -1,
+                      "log_start_offset": -1, "log_append_time": None}  # kio writes a None time as -1
+            parts.append(result)
             plog = broker.partition(td.name, pd.index)
-            if acks not in (0, 1, -1):
-                code = ErrorCode.invalid_required_acks
-            elif plog is None:
-                code = ErrorCode.unknown_topic_or_partition
-            else:
-                try:
-                    data = pd.records or b""
-                    batches = split_batches(data)
-                    limit = plog.config.max_message_bytes
-                    for _pos, header in batches:
-                        if header.size > limit:
-                            raise _TooLarge(f"batch of {header.size} bytes exceeds max.message.bytes {limit}")
-                    # Idempotence and transaction checks; a retried duplicate gets its original offset.
-                    base = broker.producers.append(plog, td.name, pd.index, data, batches)
-                    if plog.config.log_append_time:
-                        append_time = datetime.datetime.fromtimestamp(batches[0][1].max_timestamp / 1000, datetime.UTC)
-                    log_start = plog.log_start_offset
-                    if durable:
-                        waits.append(broker.flusher.flush(plog))
-                    elif plog.unflushed_messages >= plog.config.flush_messages:
-                        broker.flusher.flush(plog)
-                except _TooLarge as exc:
-                    code, message = ErrorCode.message_too_large, str(exc)
-                except (InvalidBatch, KafkaError) as exc:
-                    code, message = error_code(exc), str(exc)
-            parts.append(r("PartitionProduceResponse", index=pd.index, error_code=code, base_offset=base,
-                           log_append_time=append_time, log_start_offset=log_start, record_errors=(),
-                           error_message=message))
-        topics.append(r("TopicProduceResponse", name=td.name, partition_responses=tuple(parts)))
-    if waits:
-        await asyncio.gather(*waits)
+            try:
+                if acks not in (0, 1, -1):
+                    raise KafkaError(ErrorCode.invalid_required_acks, f"acks must be 0, 1 or -1, got {acks}")
+                if plog is None:
+                    raise KafkaError(ErrorCode.unknown_topic_or_partition,
+                                     f"This server does not host this topic-partition: {td.name}-{pd.index}")
+                data = pd.records or b""
+                batches = split_batches(data)
+                limit = plog.config.max_message_bytes
+                for _pos, header in batches:
+                    if header.size > limit:
+                        raise KafkaError(ErrorCode.message_too_large,
+                                         f"batch of {header.size} bytes exceeds max.message.bytes {limit}")
+                # Idempotence and transaction checks; a retried duplicate gets its original offset.
+                result["base_offset"] = broker.producers.append(plog, td.name, pd.index, data, batches)
+            except (InvalidBatch, KafkaError) as exc:
+                result["error_code"], result["error_message"] = error_code(exc), str(exc)
+                continue
+            if plog.config.log_append_time:
+                result["log_append_time"] = datetime.datetime.fromtimestamp(
+                    batches[0][1].max_timestamp / 1000, datetime.UTC)
+            result["log_start_offset"] = plog.log_start_offset
+            if durable:
+                waits.append((broker.flusher.flush(plog), result))
+            elif plog.unflushed_messages >= plog.config.flush_messages:
+                broker.flusher.flush(plog)
+        results.append((td.name, parts))
+    for fut, result in waits:
+        try:
+            await fut
+        except OSError as exc:  # not on disk: the client must not take it as acknowledged
+            result.update(error_code=ErrorCode.kafka_storage_error, error_message=f"fsync failed: {exc}",
+                          base_offset=-1)
     if acks == 0:
         return None
-    return r("ProduceResponse", responses=tuple(topics), throttle_time=ZERO_MS)
-
-
-class _TooLarge(Exception):
-    pass
+    r = ctx.reply
+    topics = tuple(
+        r("TopicProduceResponse", name=name, partition_responses=tuple(
+            r("PartitionProduceResponse", record_errors=(), **result) for result in parts))
+        for name, parts in results
+    )
+    return r("ProduceResponse", responses=topics, throttle_time=ZERO_MS)

@@ -151,6 +151,9 @@ class PartitionLog:
     def wait_for_append(self) -> asyncio.Future:
         """A future resolved at the next append (for long-polling fetches)."""
         fut = asyncio.get_running_loop().create_future()
+        if len(self._waiters) >= 64:
+            # Long polls that timed out leave cancelled futures behind on a partition nobody writes to.
+            self._waiters = [w for w in self._waiters if not w.done()]
         self._waiters.append(fut)
         return fut
 
