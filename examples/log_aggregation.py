@@ -59,7 +59,7 @@ def demo() -> None:
 
     @app.timer(0.1)
     async def stop_when_done():
-        if totals == expected and app.worker is not None and not app.worker._stopping.is_set():
+        if totals == expected and not app.is_stopping:
             print("total errors per service: " + ", ".join(f"{s}={n}" for s, n in sorted(totals.items())),
                   flush=True)
             app.stop_worker()

@@ -61,7 +61,7 @@ def demo() -> None:
 
     @app.timer(0.1)
     async def stop_when_done():
-        if expected <= set(announced) and app.worker is not None and not app.worker._stopping.is_set():
+        if expected <= set(announced) and not app.is_stopping:
             print(f"{len(expected)} of {len(sample)} orders were big", flush=True)
             app.stop_worker()
 

@@ -72,27 +72,37 @@ class Chunk:
 class _Cursor:
     """Where an actor is in its current chunk; survives a restart of the agent function after an error."""
 
-    __slots__ = ("chunk", "pos", "exhausted", "current")
+    __slots__ = ("chunk", "pos", "exhausted")
 
     def __init__(self) -> None:
         self.chunk: Chunk | None = None
         self.pos = 0
         self.exhausted: list[Chunk] = []
-        self.current: Event | None = None
+
+
+class _Answering:
+    """The event an actor's `yield` answers: the one its function read last, from whichever stream it reads."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event: Event | None = None
 
 
 class AgentStream:
     """What an agent function receives: `async for value in stream`, or `.items()`, `.events()`, `.take()`."""
 
-    def __init__(self, agent: "Agent", queue: asyncio.Queue) -> None:
+    def __init__(self, agent: "Agent", queue: asyncio.Queue, answering: _Answering | None = None) -> None:
         self.agent = agent
         self._queue = queue
         self._cursor = _Cursor()
+        self._answering = answering if answering is not None else _Answering()
 
     @property
     def current_event(self) -> Event | None:
-        """The event most recently handed to the agent (what a `yield` answers)."""
-        return self._cursor.current
+        """The event most recently handed to the agent function (what a `yield` answers): after `group_by`, the
+        re-keyed record it read last, not the record being forwarded."""
+        return self._answering.event
 
     def _ack(self) -> None:
         c = self._cursor
@@ -113,7 +123,7 @@ class AgentStream:
                 if c.pos < len(chunk.events):
                     ev = chunk.events[c.pos]
                     c.pos += 1
-                    c.current = ev
+                    self._answering.event = ev
                     return ev
                 c.exhausted.append(chunk)
                 c.chunk = None
@@ -179,8 +189,12 @@ class AgentStream:
             raise ValueError("group_by needs a name= (it names the repartition topic)")
         route = self.agent._route(name, partitions)
         asyncio.get_running_loop()
+        # From here the function reads the re-keyed stream: its yields answer those records, while this stream's
+        # records, read by the forwarder, answer nothing.
+        grouped = AgentStream(self.agent, route.queue, self._answering)
+        self._answering = _Answering()
         self.agent._forward(self, key, route)
-        return AgentStream(self.agent, route.queue)
+        return grouped
 
 
 class _Route:
@@ -286,18 +300,23 @@ class Agent:
             topic = Topic(f"{self.app.id}-{self.name}-{name}-repartition", key_serde=None,
                           value_serde=src.value_serde if src else None, partitions=partitions, internal=True)
             route = self.routes[name] = _Route(topic)
-            self.app._agent_route_added(self, name, topic)
+            self.app.add_agent_route(self, name, topic)
         return route
 
     def _forward(self, stream: AgentStream, key: Callable, route: _Route) -> None:
         async def forward() -> None:
             async for ev in stream.events():
-                await self.app._forward(route.topic, key(ev.value), ev.value, ev)
+                await self.app.send(route.topic, key(ev.value), ev.value, timestamp_ms=ev.timestamp)
         self._forwarders.append(asyncio.get_running_loop().create_task(forward(), name=f"{self.name}-group-by"))
 
     async def start(self, worker) -> None:
         """Start the actors (and, for a channel source, the pump that feeds them)."""
         self.worker = worker
+        # Fresh queues: an asyncio queue belongs to the loop that first waited on it, and an app may run again on
+        # another loop (a test driver, then a worker); records still queued from an earlier run are not owed to it.
+        self.queue = asyncio.Queue()
+        for route in self.routes.values():
+            route.queue = asyncio.Queue()
         for i in range(self.concurrency):
             self._actors.append(asyncio.create_task(self._run_actor(i), name=f"agent-{self.name}-{i}"))
         if isinstance(self.source, Channel):
@@ -318,26 +337,28 @@ class Agent:
         self._forwarders.clear()
 
     async def _run_actor(self, index: int) -> None:
-        stream = AgentStream(self, self.queue)
+        answering = _Answering()   # shared with the streams the function derives (group_by)
+        stream = AgentStream(self, self.queue, answering)
         while True:
             try:
                 result = self.fn(stream)
                 if inspect.isasyncgen(result):
                     async for value in result:
-                        await self._emit(value, stream.current_event)
+                        await self._emit(value, answering.event)
                 else:
                     await result
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                ev = stream.current_event
+                ev = answering.event
                 if not self.worker.agent_failed(self, exc, ev):
                     return
                 # skip / dead-letter: run the function again; the stream resumes after the failed record.
 
     async def _emit(self, value: Any, ev: Event | None) -> None:
         key = ev.key if ev is not None else None
+        timestamp = ev.timestamp if ev is not None else None
         if ev is not None and self._waiters:
             ask_id = ev.header(ASK_HEADER)
             if ask_id is not None:
@@ -346,12 +367,12 @@ class Agent:
                     fut.set_result(value)
         for sink in self.sinks:
             if isinstance(sink, Topic):
-                await self.app._forward(sink, key, value, ev)
+                await self.app.send(sink, key, value, timestamp_ms=timestamp)
             elif isinstance(sink, Agent):
                 if isinstance(sink.source, Channel):
                     await sink.source.send(key, value)
                 else:
-                    await self.app._forward(sink.source, key, value, ev)
+                    await self.app.send(sink.source, key, value, timestamp_ms=timestamp)
             else:
                 out = sink(value)
                 if inspect.isawaitable(out):

@@ -53,6 +53,8 @@ class App:
     Settings: `broker` (None: an embedded broker under `workdir`), `workdir` (default ./.streams/<id>),
     `commit_interval` seconds, `on_error` ("fail", "skip" or "dead_letter" to `<id>-dead-letter`),
     `default_partitions` for topics the app creates, `session_timeout` seconds (how fast a dead worker's tasks move).
+    `worker` is what runs the app in this process, else None: the runtime's worker during `run_worker()`, or a
+    `streams.testing.TestDriver`.
     """
 
     def __init__(self, id: str, *, broker: str | None = None, workdir: str | os.PathLike | None = None,
@@ -179,7 +181,8 @@ class App:
         """Topics the app writes outside the topology (agent sinks of channel agents, declared topics)."""
         return [t for a in self.agents.values() for t in a.topic_sinks]
 
-    def _agent_route_added(self, agent: Agent, name: str, topic: Topic) -> None:
+    def add_agent_route(self, agent: Agent, name: str, topic: Topic) -> None:
+        """Record that `agent` reads `topic` back as its `stream.group_by(name=)` route (declared while it runs)."""
         node = self.graph.source_for([topic])
         self.graph.add("agent", op="agent", parents=[node], name=f"{agent.name}-{name}", agent=agent, route=name,
                        concurrency=agent.concurrency, sinks=[], sink_topics=[])
@@ -203,18 +206,12 @@ class App:
         if isinstance(topic, str):
             topic = self.topic(topic)
         kb, vb = topic.key_serde.serialize(key), topic.value_serde.serialize(value)
-        worker = self.worker
-        if worker is not None and worker.collector is not None and topic.name in worker.partition_counts:
-            worker.collector.append(topic.name, kb, vb, timestamp_ms, headers, partition)
-            if worker.collector.pending > 10_000:
-                await worker.collector.send()
+        runner = self.worker
+        if runner is not None and await runner.send_serialized(topic.name, kb, vb, timestamp_ms, headers, partition):
             return
         producer = await self._producer()
         await producer.send_and_wait(topic.name, vb, key=kb, partition=partition, timestamp_ms=timestamp_ms,
                                      headers=headers)
-
-    async def _forward(self, topic: Topic, key: Any, value: Any, ev: Any) -> None:
-        await self.send(topic, key, value, timestamp_ms=getattr(ev, "timestamp", None))
 
     async def _producer(self):
         if self._send_producer is None:
@@ -263,9 +260,14 @@ class App:
                 self.embedded = None
 
     def stop_worker(self) -> None:
-        """Ask the running worker to shut down gracefully (commit, leave the group)."""
+        """Ask the running worker to shut down gracefully (commit, leave the group); calling it again is harmless."""
         if self.worker is not None:
             self.worker.stop()
+
+    @property
+    def is_stopping(self) -> bool:
+        """True while a worker runs in this process but was asked to stop (or stopped on a failure)."""
+        return self.worker is not None and self.worker.stopping
 
     def run(self) -> None:
         """Run a worker in this process until SIGINT or SIGTERM."""

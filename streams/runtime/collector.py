@@ -13,7 +13,12 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
-__all__ = ["RecordCollector"]
+__all__ = ["RecordCollector", "key_hash"]
+
+
+def key_hash(key: bytes) -> int:
+    """Kafka's default partitioner hash: the positive murmur2 of the key bytes (partition = hash % partitions)."""
+    return murmur2(key) & 0x7FFFFFFF
 
 
 class RecordCollector:
@@ -39,7 +44,7 @@ class RecordCollector:
         if h is None:
             if len(self._hash_cache) > 100_000:
                 self._hash_cache.clear()
-            h = self._hash_cache[key] = murmur2(key) & 0x7FFFFFFF
+            h = self._hash_cache[key] = key_hash(key)
         return h % n
 
     def append(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None,

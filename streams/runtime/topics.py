@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ensure_topics", "existing_partition_counts"]
+__all__ = ["ensure_topics", "existing_partition_counts", "plan_topics", "wanted_topics"]
 
 
 async def existing_partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
@@ -65,39 +65,62 @@ async def _create(admin: AIOKafkaAdminClient, topics: list[tuple[Topic, int]]) -
     log.info("created topics %s", ", ".join(f"{t.name}({n})" for t, n in topics))
 
 
+def wanted_topics(app: "App", extra: list[Topic]) -> dict[str, Topic]:
+    """Every topic the app reads or writes, by name: the topology's, `extra` ones and the agents' sinks."""
+    wanted = dict(app.topology().topics())
+    for t in extra + app.extra_topics():
+        wanted.setdefault(t.name, t)
+    return wanted
+
+
+def plan_topics(app: "App", wanted: dict[str, Topic], existing: dict[str, int]
+                ) -> tuple[Topology, dict[str, tuple[Topic, int]]]:
+    """The topology as it runs once the missing topics exist, and `{name: (topic, partitions)}` of those to create.
+
+    `existing` holds the partition counts of the topics that exist. External topics that do not are planned with
+    their declared partitions (else `app.default_partitions`); repartition topics with the partition count the
+    compiler resolved for them (the writing sub-topology's). No I/O: the test driver plans its topics the same way.
+    """
+    counts = dict(existing)
+    missing: dict[str, tuple[Topic, int]] = {}
+
+    def plan(topic: Topic, partitions: int) -> None:
+        missing[topic.name] = (topic, partitions)
+        counts[topic.name] = partitions
+
+    for t in wanted.values():
+        if t.name not in counts and not t.internal:
+            plan(t, t.partitions or app.default_partitions)
+    topology = app.topology(dict(counts))
+    internal = False
+    for sub in topology.subtopologies:
+        for node in sub.nodes:
+            if node.kind == "repartition" and node.topic.name not in counts:
+                plan(node.topic, node.topic.partitions or sub.partitions or app.default_partitions)
+                internal = True
+    for t in wanted.values():
+        if t.internal and t.name not in counts:
+            plan(t, t.partitions or app.default_partitions)
+            internal = True
+    if internal:
+        topology = app.topology(dict(counts))
+    return topology, missing
+
+
 async def ensure_topics(bootstrap: str, app: "App", extra: list[Topic], counts: dict[str, int],
                         create: bool = True) -> Topology:
-    """Compile the app's topology against the broker, creating missing topics; fills `counts` in place.
-
-    External topics that do not exist are created with their declared partitions (else `app.default_partitions`);
-    repartition topics get the partition count the compiler resolved for them.
+    """Compile the app's topology against the broker, creating missing topics (see `plan_topics`) unless
+    `create` is false; fills `counts` in place with the partition counts of the topics that exist.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{app.id}-admin")
     await admin.start()
     try:
-        first = app.topology()
-        wanted = dict(first.topics())
-        for t in extra + app.extra_topics():
-            wanted.setdefault(t.name, t)
+        wanted = wanted_topics(app, extra)
         counts.update(await existing_partition_counts(admin, list(wanted)))
-        missing = [(t, t.partitions or app.default_partitions) for t in wanted.values()
-                   if t.name not in counts and not t.internal]
+        topology, missing = plan_topics(app, wanted, counts)
         if missing and create:
-            await _create(admin, missing)
-            counts.update({t.name: n for t, n in missing})
-        topology = app.topology(dict(counts))
-        internal = []
-        for sub in topology.subtopologies:
-            for node in sub.nodes:
-                if node.kind == "repartition" and node.topic.name not in counts:
-                    internal.append((node.topic, node.topic.partitions or sub.partitions or app.default_partitions))
-        for t in wanted.values():
-            if t.internal and t.name not in counts and t.name not in {x.name for x, _ in internal}:
-                internal.append((t, t.partitions or app.default_partitions))
-        if internal and create:
-            await _create(admin, internal)
-            counts.update({t.name: n for t, n in internal})
-            topology = app.topology(dict(counts))
+            await _create(admin, list(missing.values()))
+            counts.update({name: n for name, (_, n) in missing.items()})
         return topology
     finally:
         await admin.close()

@@ -1,15 +1,15 @@
 """The worker: one consumer in group `<app id>`, the tasks it was assigned, the processing loop and commits.
 
 Loop: `getmany()` -> per task, records in offset order per partition (by timestamp across a task's partitions) ->
-the DSL closures run synchronously and queue output in the collector, agent records are handed over in chunks ->
-`collector.send()` -> every `commit_interval`: snapshot the committable offsets, flush the producer, commit.
-At-least-once: an offset is committed only after the output of every record before it was acknowledged.
+the `TopologyProcessor` runs the DSL closures synchronously and queues output in the collector, agent records are
+handed over in chunks -> `collector.send()` -> every `commit_interval`: snapshot the committable offsets, flush the
+producer, commit. At-least-once: an offset is committed only after the output of every record before it was
+acknowledged. Everything here is I/O and bookkeeping; what a record does is the processor's business.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -21,11 +21,10 @@ from aiokafka.structs import OffsetAndMetadata
 from ..agents import Event
 from ..errors import ProcessingError
 from ..topology.compiler import Topology
-from ..topology.graph import Node
 from .assignor import TaskAssignor
 from .collector import RecordCollector
 from .offsets import OffsetTracker
-from .processors import RecordContext, build_processors
+from .processing import TopologyProcessor
 from .topics import ensure_topics
 
 if TYPE_CHECKING:
@@ -41,10 +40,10 @@ class _Listener(ConsumerRebalanceListener):
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked) -> None:
-        await self.worker._on_revoked(set(revoked))
+        await self.worker.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned) -> None:
-        self.worker._on_assigned(set(assigned))
+        self.worker.on_assigned(set(assigned))
 
 
 class Worker:
@@ -53,18 +52,14 @@ class Worker:
     def __init__(self, app: "App", bootstrap: str) -> None:
         self.app = app
         self.bootstrap = bootstrap
-        self.ctx = RecordContext()
         self.tracker = OffsetTracker()
+        self.processor: TopologyProcessor | None = None
         self.topology: Topology | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.collector: RecordCollector | None = None
         self.partition_counts: dict[str, int] = {}
         self.assigned: set[TopicPartition] = set()
-        self.processed = 0
-        self._routes: dict[str, tuple] = {}            # topic -> (key deserializer, value deserializer, process)
-        self._topic_task: dict[str, int] = {}          # topic -> sub-topology id
-        self._agent_pending: dict[tuple, list] = {}    # (agent, route) -> events of the records being processed
         self._paused: set[TopicPartition] = set()
         self._stopping = asyncio.Event()
         self._failure: BaseException | None = None
@@ -83,6 +78,7 @@ class Worker:
                                          **app.producer_config)
         await self.producer.start()
         self.collector = RecordCollector(self.producer, self.partition_counts)
+        self.processor = TopologyProcessor(app, self.collector.append, self.fail)
         for agent in app.agents.values():
             await agent.start(self)
         # Let the actors reach their first await: an agent that calls stream.group_by() declares its topic there.
@@ -108,31 +104,45 @@ class Worker:
         app = self.app
         extra = [app.dead_letter()] if app.on_error == "dead_letter" else []
         self.topology = await ensure_topics(self.bootstrap, app, extra, self.partition_counts)
-        self._routes.clear()
-        self._topic_task.clear()
-        for sub in self.topology.subtopologies:
-            procs = build_processors(sub, self.ctx, self.collector.append, self._agent_hook)
-            for topic in sub.source_topics:
-                self._routes[topic.name] = (topic.key_serde.deserialize, topic.value_serde.deserialize,
-                                            procs[topic.name])
-                self._topic_task[topic.name] = sub.id
+        self.processor.load(self.topology)
         self._topology_dirty = False
 
     def _task_sources(self) -> dict[int, list[str]]:
         return {s.id: [t.name for t in s.source_topics] for s in self.topology.subtopologies}
 
     def _subscribe(self) -> None:
-        self.consumer.subscribe(sorted(self._routes), listener=_Listener(self))
+        self.consumer.subscribe(self.processor.source_topics, listener=_Listener(self))
 
     def topology_changed(self) -> None:
         """An agent declared a repartition topic while running: create it and rejoin with the new subscription."""
         self._topology_dirty = True
 
     def stop(self) -> None:
-        """Ask the loop to finish: it commits what was processed and leaves the group."""
+        """Ask the loop to finish: it commits what was processed and leaves the group (calling it again is fine)."""
         self._stopping.set()
 
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called or a failure stopped the worker."""
+        return self._stopping.is_set()
+
+    @property
+    def processed(self) -> int:
+        """How many input records this worker processed."""
+        return self.processor.processed if self.processor is not None else 0
+
+    async def send_serialized(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None,
+                              headers: Any, partition: int | None) -> bool:
+        """Queue a serialized record with this worker's output; False when the worker does not know the topic."""
+        if self.collector is None or topic not in self.partition_counts:
+            return False
+        self.collector.append(topic, key, value, timestamp_ms, headers, partition)
+        if self.collector.pending > 10_000:
+            await self.collector.send()
+        return True
+
     def fail(self, exc: BaseException) -> None:
+        """Stop the worker because of `exc`, which `run()` raises once it has shut down."""
         if self._failure is None:
             self._failure = exc
         self._stopping.set()
@@ -197,102 +207,31 @@ class Worker:
                 last_commit = time.monotonic()
 
     def _process(self, batch: dict) -> None:
-        topic_task = self._topic_task
-        if len(batch) > 1:
-            # Partitions of one task are interleaved by timestamp (stream time); tasks are independent.
-            by_task: dict[tuple, list] = {}
-            for tp, msgs in batch.items():
-                by_task.setdefault((topic_task.get(tp.topic), tp.partition), []).append((tp, msgs))
-            groups = list(by_task.values())
-        else:
-            groups = [list(batch.items())]
-        for group in groups:
-            if len(group) == 1:
-                tp, msgs = group[0]
-                self._process_records(msgs, [(tp, msgs[-1].offset + 1)])
-            else:
-                merged = heapq.merge(*(msgs for _, msgs in group), key=lambda m: m.timestamp)
-                self._process_records(list(merged), [(tp, msgs[-1].offset + 1) for tp, msgs in group])
+        for msgs, ends in self.processor.task_runs(batch):
+            self._process_records(msgs, ends)
 
     def _process_records(self, msgs: list, ends: list) -> None:
-        routes = self._routes
-        ctx = self.ctx
-        topic = None
-        for m in msgs:
-            if m.topic != topic:
-                topic = m.topic
-                kd, vd, process = routes[topic]
-            ctx.record = m
-            try:
-                process(kd(m.key), vd(m.value))
-            except Exception as exc:
-                self._record_failed(exc, m, ends)
-        self.processed += len(msgs)
-        pending = self._agent_pending
-        if not any(pending.values()):
+        try:
+            self.processor.process(msgs)
+        except ProcessingError as err:
+            # Commit the records of the failed partition before the failed one; the rest will be read again.
+            for tp, _ in ends:
+                if tp.topic == err.topic and tp.partition == err.partition and err.offset > 0:
+                    self.tracker.add(tp, err.offset)
+            raise
+        feeds = self.processor.take_agent_events()
+        if not feeds:
             for tp, end in ends:
                 self.tracker.add(tp, end)
             return
-        feeds = [(agent, route, events) for (agent, route), events in pending.items() if events]
-        for key in pending:
-            pending[key] = []
         chunks = sum(agent.chunks_for(len(events)) for agent, _, events in feeds)
         units = tuple(self.tracker.add(tp, end, chunks) for tp, end in ends)
         for agent, route, events in feeds:
             agent.feed(events, units, route)
 
-    def _agent_hook(self, node: Node):
-        agent, route = node.attrs["agent"], node.attrs.get("route")
-        events = self._agent_pending.setdefault((agent, route), [])
-        ctx = self.ctx
-        pending = self._agent_pending
-
-        def deliver(key: Any, value: Any) -> None:
-            r = ctx.record
-            pending[(agent, route)].append(Event(key, value, r.headers, r.timestamp, r.topic, r.partition, r.offset))
-        del events
-        return deliver
-
-    # ---- errors ----
-
-    def _record_failed(self, exc: Exception, m, ends: list) -> None:
-        policy = self.app.on_error
-        where = f"{m.topic}[{m.partition}]@{m.offset}"
-        if policy == "fail":
-            # Commit the records of this partition before the failed one; the rest will be read again.
-            for i, (tp, _) in enumerate(ends):
-                if tp.topic == m.topic and tp.partition == m.partition and m.offset > 0:
-                    self.tracker.add(tp, m.offset)
-            err = ProcessingError(f"processing failed at {where} (topic {m.topic!r}, partition {m.partition}, "
-                                  f"offset {m.offset}): {type(exc).__name__}: {exc}", m.topic, m.partition, m.offset)
-            raise err from exc
-        log.warning("skipping record %s: %s: %s", where, type(exc).__name__, exc)
-        if policy == "dead_letter":
-            self._dead_letter(exc, m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
-
-    def _dead_letter(self, exc: BaseException, topic: str, partition: int, offset: int, key: bytes | None,
-                     value: bytes | None, headers: Any, timestamp: int | None) -> None:
-        meta = [("streams.error", f"{type(exc).__name__}: {exc}".encode()), ("streams.topic", topic.encode()),
-                ("streams.partition", str(partition).encode()), ("streams.offset", str(offset).encode())]
-        self.collector.append(self.app.dead_letter().name, key, value, timestamp, list(headers or ()) + meta)
-
     def agent_failed(self, agent, exc: BaseException, ev: Event | None) -> bool:
         """Apply the error policy to an agent's failure; True means run the agent function again."""
-        err = agent.failure(exc, ev)
-        if self.app.on_error == "fail":
-            log.error("%s", err)
-            self.fail(err)
-            return False
-        log.warning("skipping: %s", err)
-        if self.app.on_error == "dead_letter" and ev is not None and ev.offset >= 0:
-            src = agent.source
-            try:
-                key = src.key_serde.serialize(ev.key)
-                value = src.value_serde.serialize(ev.value)
-            except Exception:
-                key, value = None, repr(ev.value).encode()
-            self._dead_letter(exc, ev.topic, ev.partition, ev.offset, key, value, ev.headers, ev.timestamp)
-        return True
+        return self.processor.agent_failed(agent, exc, ev)
 
     # ---- commits and rebalances ----
 
@@ -310,7 +249,8 @@ class Worker:
                 log.warning("commit of %d partitions failed during a rebalance (they will be read again): %s",
                             len(offsets), exc)
 
-    async def _on_revoked(self, revoked: set) -> None:
+    async def on_revoked(self, revoked: set) -> None:
+        """Before partitions move away: wait (briefly) for agents holding their records, commit, forget them."""
         deadline = time.monotonic() + min(self.app.shutdown_timeout, 5.0)
         while self.tracker.outstanding(revoked) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -322,7 +262,8 @@ class Worker:
         self.assigned -= revoked
         self._paused -= revoked
 
-    def _on_assigned(self, assigned: set) -> None:
+    def on_assigned(self, assigned: set) -> None:
+        """The group gave this worker `assigned` (every partition it owns now)."""
         self.assigned = set(assigned)
         log.info("%s: assigned %d partitions, tasks %s", self.app.id, len(assigned), sorted(self.assignor.owned))
 

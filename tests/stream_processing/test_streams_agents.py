@@ -176,3 +176,20 @@ async def test_agent_group_by_repartitions_by_the_new_key(make_app, running, boo
         by_key.setdefault(key, set()).add(partition)
     assert all(len(p) == 1 for p in by_key.values()) and set(by_key) == {"u0", "u1", "u2"}
     assert sorted(n for _, n, _, _ in seen) == list(range(12))
+
+
+async def test_values_yielded_after_group_by_carry_the_new_key(make_app, running, bootstrap, topic_name):
+    app = make_app()
+    src = app.topic(topic_name, key_type=str, partitions=2)
+    out = app.topic(f"{topic_name}-out", key_type=str)
+
+    @app.agent(src, sink=[out])
+    async def by_user(stream):
+        async for value in stream.group_by(lambda v: v["user"], name="user"):
+            yield value["n"]
+
+    async with running(app):
+        await produce(bootstrap, topic_name,
+                      [(f"s{i}".encode(), json.dumps({"user": f"u{i % 3}", "n": i}).encode()) for i in range(12)])
+        records = await consume(bootstrap, out.name, 12)
+    assert sorted((r.key.decode(), json.loads(r.value)) for r in records) == sorted((f"u{i % 3}", i) for i in range(12))
