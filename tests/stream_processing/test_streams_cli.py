@@ -75,22 +75,30 @@ def test_examples_run_end_to_end_on_the_embedded_broker(tmp_path, example, last_
 SCALE_APP = textwrap.dedent("""
     import os, time
     import streams
-    app = streams.App("scale", broker=os.environ["BROKER"], session_timeout=6.0, commit_interval=0.1,
+    app = streams.App(os.environ["APP_ID"], broker=os.environ["BROKER"], session_timeout=6.0, commit_interval=0.1,
                       max_poll_records=20)
-    src = app.topic("in", partitions=4)
-    app.stream(src).peek(lambda k, v: time.sleep(0.002)).to("out")
+    src = app.topic(os.environ["SRC"], partitions=4)
+    app.stream(src).peek(lambda k, v: time.sleep(0.002)).to(os.environ["OUT"])
 """)
 
 
-def test_two_workers_one_killed_nothing_lost(broker_process, tmp_path):
-    broker = broker_process().start()
-    bootstrap = broker.bootstrap_servers
+def test_two_workers_one_killed_nothing_lost(request, kafka_reference, tmp_path, app_id, topic_name):
+    """Two `streams worker` processes share the tasks; one is SIGKILLed and the other finishes its work.
+
+    Against the embedded broker in a child process by default; against Apache Kafka under `pytest --kafka`.
+    """
+    if kafka_reference:
+        bootstrap = kafka_reference
+    else:
+        bootstrap = request.getfixturevalue("broker_process")().start().bootstrap_servers
     (tmp_path / "scaleapp.py").write_text(SCALE_APP)
-    env = {**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "BROKER": f"kafka://{bootstrap}"}
+    src, out = f"{topic_name}-in", f"{topic_name}-out"
+    env = {**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "BROKER": f"kafka://{bootstrap}", "APP_ID": app_id,
+           "SRC": src, "OUT": out}
     import asyncio
     total = 3000
-    asyncio.run(create_topic(bootstrap, "in", 4))
-    asyncio.run(produce(bootstrap, "in", [(None, str(i).encode(), i % 4) for i in range(total)]))
+    asyncio.run(create_topic(bootstrap, src, 4))
+    asyncio.run(produce(bootstrap, src, [(None, str(i).encode(), i % 4) for i in range(total)]))
 
     def worker() -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "streams", "worker", "-A", "scaleapp:app", "--loglevel",
@@ -112,8 +120,8 @@ def test_two_workers_one_killed_nothing_lost(broker_process, tmp_path):
         assert ready(), seen
         a.send_signal(signal.SIGKILL)
         a.wait(10)
-        out = asyncio.run(consume(bootstrap, "out", total, timeout=60))
-        values = {json.loads(r.value) for r in out}
+        records = asyncio.run(consume(bootstrap, out, total, timeout=60))
+        values = {json.loads(r.value) for r in records}
         assert values == set(range(total))  # at-least-once: everything, duplicates allowed
     finally:
         for p in (a, b):
