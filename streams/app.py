@@ -232,6 +232,8 @@ class App:
     async def run_worker(self, *, ready: Callable[[str], None] | None = None) -> None:
         """Run a worker until `stop_worker()` or a failure; starts an embedded broker when none is configured."""
         from .runtime.worker import Worker
+        if self.worker is not None:
+            raise RuntimeError(f"app {self.id!r} is already running in this process (a worker or a test driver)")
         started_broker = False
         if self.broker is None and self.embedded is None:
             from broker_embedded import EmbeddedBroker

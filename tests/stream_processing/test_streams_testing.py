@@ -63,6 +63,16 @@ def test_piping_into_a_topic_the_app_does_not_read_is_an_error():
             driver.pipe("nope", "k", "v")
 
 
+def test_an_app_runs_in_one_driver_or_worker_at_a_time():
+    import asyncio
+    with TestDriver(shop.app):
+        with pytest.raises(RuntimeError, match="already running"):
+            TestDriver(shop.app)
+        with pytest.raises(RuntimeError, match="already running"):
+            asyncio.run(shop.app.run_worker())
+    assert shop.app.worker is None
+
+
 # ---- error policies and agents, as on a worker ----
 
 def _explode_on_three(k, v):
