@@ -65,9 +65,11 @@ def main() -> None:
     ap.add_argument("--codec", default="none")
     ap.add_argument("--no-flush-on-ack", action="store_true",
                     help="acks=all without fsync: separates the cleaner's CPU (GIL) cost from its disk contention")
+    ap.add_argument("--io-max-bytes-per-second", type=float, default=float("inf"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as data:
         broker = EmbeddedBroker(data_dir=data, port=0, log_cleaner_enable=False,
+                                log_cleaner_io_max_bytes_per_second=args.io_max_bytes_per_second,
                                 flush_on_ack=not args.no_flush_on_ack).start_in_thread()
         try:
             bootstrap = broker.bootstrap_servers
@@ -94,7 +96,7 @@ def main() -> None:
             broker.stop_thread()
     mb = result.bytes_read / 1e6
     print(f"log cleaned: {mb:.1f} MB ({result.records_read} records, kept {result.records_kept}) "
-          f"in {result.seconds:.2f} s = {mb / result.seconds:.1f} MB/s, "
+          f"in {result.seconds:.2f} s (throttled {result.throttled_seconds:.2f} s) = {mb / result.seconds:.1f} MB/s, "
           f"{result.records_read / result.seconds / 1000:.0f}k records/s, written {result.bytes_written / 1e6:.1f} MB")
     print(f"produce latency, cleaner idle:    {_summary(idle)}")
     print(f"produce latency, cleaner running: {_summary(during)}")

@@ -41,10 +41,19 @@ def _boolean(value: str) -> bool | None:
     return {"true": True, "false": False}.get(value.lower())
 
 
+def _positive_float(value: str) -> float | None:
+    try:
+        parsed = float(value)
+    except ValueError:
+        return None
+    return parsed if parsed > 0 else None
+
+
 _BROKER_SETTINGS = {
     "log.retention.check.interval.ms": _non_negative_int,
     "log.cleaner.backoff.ms": _non_negative_int,
     "log.cleaner.enable": _boolean,
+    "log.cleaner.io.max.bytes.per.second": _positive_float,
     "group.min.session.timeout.ms": _non_negative_int,
     "group.max.session.timeout.ms": _non_negative_int,
     "group.initial.rebalance.delay.ms": _non_negative_int,

@@ -129,6 +129,11 @@ def log_config(overrides: dict[str, str], defaults: dict[str, str]) -> LogConfig
     )
 
 
+def _kafka_double(value: float) -> str:
+    """A double as Kafka's DescribeConfigs prints it; unlimited is Double.MAX_VALUE."""
+    return "1.7976931348623157E308" if value == float("inf") else repr(float(value))
+
+
 @dataclass
 class BrokerConfig:
     """Settings of one broker; names follow Kafka's broker configs where one exists."""
@@ -158,6 +163,8 @@ class BrokerConfig:
     log_retention_check_interval_ms: int = 300000
     log_cleaner_backoff_ms: int = 15000
     log_cleaner_enable: bool = True
+    # Bytes read plus written per second by the cleaner (Kafka's default: unlimited, Double.MAX_VALUE).
+    log_cleaner_io_max_bytes_per_second: float = float("inf")
 
     def __post_init__(self) -> None:
         if not self.cluster_id:
@@ -166,6 +173,9 @@ class BrokerConfig:
             raise ValueError(f"default_partitions must be >= 1, got {self.default_partitions}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if not self.log_cleaner_io_max_bytes_per_second > 0:
+            raise ValueError("log_cleaner_io_max_bytes_per_second must be > 0, "
+                             f"got {self.log_cleaner_io_max_bytes_per_second}")
         self.topic_defaults = validate_topic_configs(dict(self.topic_defaults))
 
     def describe(self) -> dict[str, tuple[str, int]]:
@@ -188,6 +198,7 @@ class BrokerConfig:
             "log.retention.check.interval.ms": (str(self.log_retention_check_interval_ms), LONG),
             "log.cleaner.backoff.ms": (str(self.log_cleaner_backoff_ms), LONG),
             "log.cleaner.enable": (str(self.log_cleaner_enable).lower(), BOOLEAN),
+            "log.cleaner.io.max.bytes.per.second": (_kafka_double(self.log_cleaner_io_max_bytes_per_second), DOUBLE),
         }
         for name, d in TOPIC_CONFIGS.items():
             out.setdefault("log." + name if not name.startswith("log.") else name,

@@ -191,6 +191,7 @@ class LogCleaner:
             if self._thread is not None and not self._thread.done():
                 await asyncio.wait([self._thread])  # a pass cancelled from its task may still be finishing
             self._busy.add(id(plog))
+            job.max_bytes_per_second = self.broker.config.log_cleaner_io_max_bytes_per_second
             self._job = job
             try:
                 self._thread = asyncio.get_running_loop().run_in_executor(None, run_pass, job)

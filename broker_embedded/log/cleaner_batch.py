@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Iterator
+from typing import Callable, Iterator
 
 from crc32c import crc32c
 
@@ -89,11 +89,19 @@ def records_body(raw: bytes, header: BatchHeader) -> bytes:
     return decompress(header.compression, raw[HEADER_SIZE:])
 
 
-def iter_raw_records(body: bytes, count: int) -> Iterator[tuple[int, int, int, int, bytes | None, bool]]:
+def iter_raw_records(body: bytes, count: int, pause: Callable[[], None] | None = None,
+                     every: int = 100) -> Iterator[tuple[int, int, int, int, bytes | None, bool]]:
     """Yield (start, end, timestamp delta, offset delta, key, is tombstone) for each record of a records section;
-    body[start:end] is the record's whole encoding, length prefix included."""
+    body[start:end] is the record's whole encoding, length prefix included. `pause` is called after every `every`
+    records (a batch may hold ten thousand records: the cleaner must not hold the GIL for all of them)."""
     pos = 0
+    countdown = every
     for _ in range(count):
+        if pause is not None:
+            countdown -= 1
+            if not countdown:
+                countdown = every
+                pause()
         length, p = _varint(body, pos)
         end = p + length
         p += 1  # record attributes

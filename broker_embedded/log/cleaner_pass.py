@@ -17,16 +17,18 @@ The pass follows Kafka's log cleaner:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
 
-from .batch import BatchHeader
+from .batch import HEADER_SIZE, BatchHeader
 from .cleaner_batch import (ABORT, control_type, iter_file_batches, iter_file_headers, iter_raw_records,
                             placeholder_batch, read_batch, records_body, rewrite_batch)
 from .cleaner_swap import cleaned_paths, commit_swap, complete_swap
+from .cleaner_throttle import YIELD_EVERY_RECORDS, IoThrottle
 from .segment import Segment
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,6 @@ log = logging.getLogger(__name__)
 _INDEX_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
 INFINITY = 2**63 - 1
-YIELD_EVERY = 500
 
 
 class CleaningAborted(Exception):
@@ -66,6 +67,7 @@ class CleanJob:
     delete_retention_ms: int
     segment_bytes: int
     index_interval: int
+    max_bytes_per_second: float = math.inf  # log.cleaner.io.max.bytes.per.second (read + written)
     abort: threading.Event = field(default_factory=threading.Event)
 
 
@@ -80,7 +82,7 @@ class CleanResult:
     records_read: int = 0
     records_kept: int = 0
     seconds: float = 0.0
-    since_yield: int = 0
+    throttled_seconds: float = 0.0  # of `seconds`, asleep because of log.cleaner.io.max.bytes.per.second
     error: BaseException | None = None
 
 
@@ -93,13 +95,14 @@ class _LogFacts:
     first_undecided: int  # first offset of a transaction with no marker yet
 
 
-def scan_log(job: CleanJob) -> _LogFacts:
+def scan_log(job: CleanJob, throttle: IoThrottle) -> _LogFacts:
     """Walk every batch header (control batches in full) to learn which transactions aborted."""
     aborted: set[int] = set()
     last: dict[int, int] = {}
     open_txn: dict[int, list[int]] = {}
     for info in job.segments + [job.active]:
         for pos, h in iter_file_headers(info.path, info.size):
+            throttle.account(HEADER_SIZE)
             pid = h.producer_id
             if pid < 0:
                 continue
@@ -118,7 +121,7 @@ def _mtime_ms(path: str) -> int:
     return os.stat(path).st_mtime_ns // 1_000_000
 
 
-def build_offset_map(job: CleanJob, infos: list[SegmentInfo], facts: _LogFacts, result: CleanResult) -> dict:
+def build_offset_map(job: CleanJob, infos: list[SegmentInfo], facts: _LogFacts, throttle: IoThrottle) -> dict:
     """key -> offset of its last record in the dirty section (tombstones included)."""
     latest: dict[bytes, int] = {}
     log_start = job.log_start
@@ -129,10 +132,11 @@ def build_offset_map(job: CleanJob, infos: list[SegmentInfo], facts: _LogFacts, 
             if h.is_control or h.last_offset < log_start or h.base_offset in facts.aborted:
                 continue
             base = h.base_offset
-            for _s, _e, _t, off_delta, key, _tomb in iter_raw_records(records_body(raw, h), h.record_count):
+            throttle.account(h.size)
+            for _s, _e, _t, off_delta, key, _tomb in iter_raw_records(records_body(raw, h), h.record_count,
+                                                                      throttle.records, YIELD_EVERY_RECORDS):
                 if key is not None and base + off_delta >= log_start:
                     latest[key] = base + off_delta
-            yield_gil(result, h.record_count)
     return latest
 
 
@@ -204,16 +208,18 @@ def run_pass(job: CleanJob) -> CleanResult:
     since the loop must adopt those whatever happened after them."""
     started = time.monotonic()
     result = CleanResult()
+    throttle = IoThrottle(job.max_bytes_per_second)
     try:
-        _run_pass(job, result)
+        _run_pass(job, result, throttle)
     except BaseException as exc:
         result.error = exc
     result.seconds = time.monotonic() - started
+    result.throttled_seconds = throttle.slept
     return result
 
 
-def _run_pass(job: CleanJob, result: CleanResult) -> None:
-    facts = scan_log(job)
+def _run_pass(job: CleanJob, result: CleanResult, throttle: IoThrottle) -> None:
+    facts = scan_log(job, throttle)
     end_index = job.end_index
     while end_index > 0 and job.segments[end_index - 1].next_offset > facts.first_undecided:
         end_index -= 1
@@ -221,7 +227,7 @@ def _run_pass(job: CleanJob, result: CleanResult) -> None:
     if dirty_index >= end_index:
         return
     mtimes = {s.base: _mtime_ms(s.path) for s in job.segments[:end_index]}
-    offset_map = build_offset_map(job, job.segments[dirty_index:end_index], facts, result)
+    offset_map = build_offset_map(job, job.segments[dirty_index:end_index], facts, throttle)
     horizon = mtimes[job.segments[dirty_index - 1].base] - job.delete_retention_ms if dirty_index > 0 else 0
     txn_has_data: dict[int, bool] = {}
     following = job.segments[end_index:] + [job.active]
@@ -235,7 +241,7 @@ def _run_pass(job: CleanJob, result: CleanResult) -> None:
             last = None
             for info in group:
                 last = _clean_segment(job, info, mtimes[info.base] <= horizon, offset_map, facts, txn_has_data,
-                                      writer, result) or last
+                                      writer, result, throttle) or last
             if writer.size == 0 and last is not None:
                 writer.write(placeholder_batch(last), last.base_offset, last.max_timestamp)
             writer.finish(max(os.stat(i.path).st_mtime_ns for i in group))
@@ -252,7 +258,8 @@ def _run_pass(job: CleanJob, result: CleanResult) -> None:
 
 
 def _clean_segment(job: CleanJob, info: SegmentInfo, past_horizon: bool, offset_map: dict, facts: _LogFacts,
-                   txn_has_data: dict[int, bool], writer: _CleanedWriter, result: CleanResult) -> BatchHeader | None:
+                   txn_has_data: dict[int, bool], writer: _CleanedWriter, result: CleanResult,
+                   throttle: IoThrottle) -> BatchHeader | None:
     """Write what survives of one segment; return the header of its last batch at or past the log start."""
     log_start = job.log_start
     last = None
@@ -260,6 +267,7 @@ def _clean_segment(job: CleanJob, info: SegmentInfo, past_horizon: bool, offset_
         if job.abort.is_set():
             raise CleaningAborted()
         result.bytes_read += h.size
+        throttle.account(h.size)
         if h.last_offset < log_start:
             continue
         last = h
@@ -269,11 +277,13 @@ def _clean_segment(job: CleanJob, info: SegmentInfo, past_horizon: bool, offset_
         if h.is_control:
             if txn_has_data.pop(pid, False) or not past_horizon or keep_empty:
                 writer.write(raw, base, h.max_timestamp)
+                throttle.account(h.size)
             continue
         body = records_body(raw, h)
         kept = []
         if base not in facts.aborted:
-            for start, end, ts_delta, off_delta, key, tomb in iter_raw_records(body, h.record_count):
+            for start, end, ts_delta, off_delta, key, tomb in iter_raw_records(body, h.record_count, throttle.records,
+                                                                               YIELD_EVERY_RECORDS):
                 offset = base + off_delta
                 if offset < log_start:
                     continue
@@ -293,17 +303,8 @@ def _clean_segment(job: CleanJob, info: SegmentInfo, past_horizon: bool, offset_
         if h.is_transactional:
             txn_has_data[pid] = True
         writer.write(out, base, h.max_timestamp if out is raw else _max_ts(out))
-        yield_gil(result, h.record_count)
+        throttle.account(len(out))
     return last
-
-
-def yield_gil(result: CleanResult, records: int) -> None:
-    """Every few thousand records, let the event loop's thread take the GIL rather than wait for the switch
-    interval: the pass is pure Python and would otherwise delay produce and fetch by up to 5 ms at a time."""
-    result.since_yield += records
-    if result.since_yield >= YIELD_EVERY:
-        result.since_yield = 0
-        time.sleep(0)
 
 
 def _max_ts(batch: bytes) -> int:
