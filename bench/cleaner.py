@@ -66,10 +66,12 @@ def main() -> None:
     ap.add_argument("--no-flush-on-ack", action="store_true",
                     help="acks=all without fsync: separates the cleaner's CPU (GIL) cost from its disk contention")
     ap.add_argument("--io-max-bytes-per-second", type=float, default=float("inf"))
+    ap.add_argument("--thread", action="store_true", help="run the pass in a thread instead of a child process")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as data:
         broker = EmbeddedBroker(data_dir=data, port=0, log_cleaner_enable=False,
                                 log_cleaner_io_max_bytes_per_second=args.io_max_bytes_per_second,
+                                log_cleaner_subprocess=not args.thread,
                                 flush_on_ack=not args.no_flush_on_ack).start_in_thread()
         try:
             bootstrap = broker.bootstrap_servers

@@ -165,6 +165,8 @@ class BrokerConfig:
     log_cleaner_enable: bool = True
     # Bytes read plus written per second by the cleaner (Kafka's default: unlimited, Double.MAX_VALUE).
     log_cleaner_io_max_bytes_per_second: float = float("inf")
+    # Run each cleaning pass in a child process (no GIL shared with the event loop) rather than in a thread.
+    log_cleaner_subprocess: bool = True
 
     def __post_init__(self) -> None:
         if not self.cluster_id:

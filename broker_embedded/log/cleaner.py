@@ -3,9 +3,10 @@
 Every `log.cleaner.backoff.ms` it picks the dirtiest compacted partition whose dirty ratio (dirty bytes over all
 cleanable bytes) reaches `min.cleanable.dirty.ratio` (or whose oldest dirty data is older than
 `max.compaction.lag.ms`), snapshots what the pass needs on the event loop, runs the pass (cleaner_pass.py) in a
-worker thread, and adopts the swapped segments back on the loop. Produce and fetch keep running meanwhile: the
-pass only reads closed segments through descriptors of its own, and until the hand-off the loop keeps serving the
-old segment objects, whose open descriptors still see the old files. Where the cleaning stopped (the first dirty
+child process (cleaner_worker.py; in a thread with `log_cleaner_subprocess=False`), and adopts the swapped segments
+back on the loop. Produce and fetch keep running meanwhile: the pass only reads closed segments through descriptors
+of its own, and until the hand-off the loop keeps serving the old segment objects, whose open descriptors still see
+the old files. Where the cleaning stopped (the first dirty
 offset) is kept in `cleaner-offset-checkpoint` in the partition's directory.
 """
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from .cleaner_pass import CleaningAborted, CleanJob, CleanResult, SegmentInfo, run_pass
 from .cleaner_swap import fsync_directory
+from .cleaner_worker import run_pass_in_worker
 from .config import NEVER
 from .partition import PartitionLog
 from .retention import SegmentGraveyard
@@ -132,7 +134,7 @@ class LogCleaner:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        # The worker thread ignores cancellation: wait until it has reached a safe point and returned.
+        # The pass ignores cancellation: wait until it has reached a safe point and returned.
         if self._thread is not None and not self._thread.done():
             await asyncio.wait([self._thread])
         self.graveyard.sweep(force=True)
@@ -194,7 +196,10 @@ class LogCleaner:
             job.max_bytes_per_second = self.broker.config.log_cleaner_io_max_bytes_per_second
             self._job = job
             try:
-                self._thread = asyncio.get_running_loop().run_in_executor(None, run_pass, job)
+                if self.broker.config.log_cleaner_subprocess:
+                    self._thread = asyncio.ensure_future(run_pass_in_worker(job))
+                else:
+                    self._thread = asyncio.get_running_loop().run_in_executor(None, run_pass, job)
                 result = await asyncio.shield(self._thread)
             finally:
                 self._busy.discard(id(plog))

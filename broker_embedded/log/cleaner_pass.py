@@ -11,7 +11,8 @@ The pass follows Kafka's log cleaner:
 - records of aborted transactions are dropped (a transaction is aborted when an abort marker of its producer
   follows its batches), and the last batch of every producer is kept, empty if need be, as Kafka keeps it, so
   that producer state rebuilt from the log stays right;
-- consecutive segments are merged while their sizes sum to at most `segment.bytes`.
+- consecutive segments are merged while their sizes sum to at most `segment.bytes`, and a group cleaned down to
+  nothing joins the next one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .batch import HEADER_SIZE, BatchHeader
 from .cleaner_batch import (ABORT, control_type, iter_file_batches, iter_file_headers, iter_raw_records,
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 _INDEX_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
 INFINITY = 2**63 - 1
+_MAX_RELATIVE = 2**31 - 1  # offsets in a segment's index are 4-byte deltas from its base
 
 
 class CleaningAborted(Exception):
@@ -69,13 +72,17 @@ class CleanJob:
     index_interval: int
     max_bytes_per_second: float = math.inf  # log.cleaner.io.max.bytes.per.second (read + written)
     abort: threading.Event = field(default_factory=threading.Event)
+    # In a worker process: told of each group swapped on disk (its sources, the end of their offset range) instead
+    # of opening the new segment, which the broker's process does.
+    on_swapped: Callable[[list[SegmentInfo], int], None] | None = None
+    share_gil: bool = True  # False in a worker process: no need to stop every 0.5 ms for the event loop
 
 
 @dataclass(slots=True)
 class CleanResult:
     """What the pass did: the groups swapped on disk (source infos, new segment) and figures for the bench."""
 
-    groups: list[tuple[list[SegmentInfo], Segment]] = field(default_factory=list)
+    groups: list[tuple[list[SegmentInfo], Segment | None]] = field(default_factory=list)
     first_dirty: int = -1
     bytes_read: int = 0  # bytes of log rewritten (the dirty section is also read once more, for the map)
     bytes_written: int = 0
@@ -208,7 +215,7 @@ def run_pass(job: CleanJob) -> CleanResult:
     since the loop must adopt those whatever happened after them."""
     started = time.monotonic()
     result = CleanResult()
-    throttle = IoThrottle(job.max_bytes_per_second)
+    throttle = IoThrottle(job.max_bytes_per_second, yield_gil=job.share_gil)
     try:
         _run_pass(job, result, throttle)
     except BaseException as exc:
@@ -231,30 +238,55 @@ def _run_pass(job: CleanJob, result: CleanResult, throttle: IoThrottle) -> None:
     horizon = mtimes[job.segments[dirty_index - 1].base] - job.delete_retention_ms if dirty_index > 0 else 0
     txn_has_data: dict[int, bool] = {}
     following = job.segments[end_index:] + [job.active]
-    for group in plan_groups(job.segments[:end_index], job.segment_bytes):
+
+    def group_end(group: list[SegmentInfo]) -> int:
+        return following[0].base if group[-1] is job.segments[end_index - 1] else \
+            job.segments[job.segments.index(group[-1]) + 1].base
+
+    groups = plan_groups(job.segments[:end_index], job.segment_bytes)
+    writer: _CleanedWriter | None = None
+    pending: list[SegmentInfo] = []  # the sources written into `writer` so far
+    last = None
+    for n, group in enumerate(groups):
         if job.abort.is_set():
             raise CleaningAborted()
-        end = following[0].base if group[-1] is job.segments[end_index - 1] else \
-            job.segments[job.segments.index(group[-1]) + 1].base
-        writer = _CleanedWriter(job.directory, group[0].base, job.index_interval)
+        if writer is None:
+            writer = _CleanedWriter(job.directory, group[0].base, job.index_interval)
+            pending, last = [], None
         try:
-            last = None
             for info in group:
                 last = _clean_segment(job, info, mtimes[info.base] <= horizon, offset_map, facts, txn_has_data,
                                       writer, result, throttle) or last
+            pending += group
+            end = group_end(group)
+            # A group cleaned down to nothing joins the next one rather than becoming a segment of its own: a run
+            # of segments holding one empty batch each makes a consumer fetch nothing time after time (librdkafka
+            # doubles its fetch size at each and gives up with MSG_SIZE_TOO_LARGE).
+            if writer.size == 0 and n + 1 < len(groups) and group_end(groups[n + 1]) - writer.base < _MAX_RELATIVE:
+                continue
             if writer.size == 0 and last is not None:
                 writer.write(placeholder_batch(last), last.base_offset, last.max_timestamp)
-            writer.finish(max(os.stat(i.path).st_mtime_ns for i in group))
+            writer.finish(max(os.stat(i.path).st_mtime_ns for i in pending))
         except BaseException:
             writer.discard()
             raise
         result.bytes_written += writer.size
-        commit_swap(job.directory, group[0].base, end)
-        complete_swap(job.directory, group[0].base, end)
-        cleaned = Segment(job.directory, group[0].base, job.index_interval)
-        cleaned.load(validate=False)
-        result.groups.append((group, cleaned))
+        base, writer = writer.base, None
+        commit_swap(job.directory, base, end)
+        complete_swap(job.directory, base, end)
+        if job.on_swapped is not None:
+            job.on_swapped(pending, end)
+            result.groups.append((pending, None))
+        else:
+            result.groups.append((pending, open_cleaned(job, base)))
     result.first_dirty = following[0].base
+
+
+def open_cleaned(job: CleanJob, base: int) -> Segment:
+    """The Segment object for a group swapped in at `base` (its indexes were written with it)."""
+    cleaned = Segment(job.directory, base, job.index_interval)
+    cleaned.load(validate=False)
+    return cleaned
 
 
 def _clean_segment(job: CleanJob, info: SegmentInfo, past_horizon: bool, offset_map: dict, facts: _LogFacts,

@@ -29,10 +29,11 @@ class IoThrottle:
     every few hundred records, even inside one large batch, so that the event loop's thread gets the GIL.
     """
 
-    def __init__(self, bytes_per_second: float = math.inf) -> None:
+    def __init__(self, bytes_per_second: float = math.inf, yield_gil: bool = True) -> None:
         if not bytes_per_second > 0:
             raise ValueError(f"log.cleaner.io.max.bytes.per.second must be > 0, got {bytes_per_second}")
         self.rate = bytes_per_second
+        self.yield_after = YIELD_AFTER_S if yield_gil else math.inf
         self.slept = 0.0  # seconds spent throttled, reported with the pass
         self._period_start = time.monotonic()
         self._bytes = 0
@@ -47,8 +48,7 @@ class IoThrottle:
     def records(self) -> None:
         """Called after every YIELD_EVERY_RECORDS records: offer the GIL if the pass has worked for YIELD_AFTER_S
         since it last did, and check the rate."""
-        now = time.monotonic()
-        if now - self._yielded >= YIELD_AFTER_S:
+        if self.yield_after != math.inf and time.monotonic() - self._yielded >= self.yield_after:
             time.sleep(YIELD_S)
             self._yielded = time.monotonic()
         if self.rate != math.inf:
