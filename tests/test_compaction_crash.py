@@ -3,20 +3,23 @@ every record either as it was before the pass or as the pass left it, at its ori
 value of every key.
 
 The first tests stop a pass at each step of the segment swap (a real log in a temporary directory, the pass
-interrupted there, the log reopened without a clean shutdown); the last one kills a broker process with SIGKILL
-while its cleaner runs, several times over.
+interrupted there, the log reopened without a clean shutdown); then a broker process is killed with SIGKILL while
+its cleaner (slowed down with log.cleaner.io.max.bytes.per.second so that a pass lasts seconds) is certainly
+writing cleaned segments, several times over; and the cleaner's worker process is killed alone.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from broker_embedded import EmbeddedBroker
 from broker_embedded.log import cleaner_pass
 from broker_embedded.log.batch import split_batches
 from broker_embedded.log.cleaner import adopt, plan_cleaning
@@ -140,51 +143,142 @@ def _read_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes]]:
         consumer.close()
 
 
-def _kill_during_cleaning(broker_process, kills: int, keys: int) -> None:
+def _cleaned_files(directory) -> list[str]:
+    try:
+        return [n for n in os.listdir(directory) if n.endswith((".cleaned", ".swap"))]
+    except FileNotFoundError:
+        return []
+
+
+def _cleaner_workers(parent_pid: int) -> list[int]:
+    """Live cleaner worker processes started by `parent_pid` (its pid is their last argument)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(b"cleaner_worker" in a for a in argv) and str(parent_pid).encode() in argv:
+            found.append(int(pid))
+    return found
+
+
+def _produce_round(bootstrap: str, topic: str, keys: int, round_: int, produced: dict, expected: dict) -> None:
+    def delivered(err, msg):
+        assert err is None, err
+        produced[msg.offset()] = (msg.key(), msg.value())
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "acks": "all"})
+    for i in range(keys):
+        key, value = b"key-%d" % i, b"value-%d-%d" % (i, round_)
+        producer.produce(topic, key=key, value=value, on_delivery=delivered)
+        expected[key] = value
+        if i % 10000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def _check_topic(bootstrap: str, topic: str, produced: dict, expected: dict) -> list:
+    """Every record read is the one written at its offset, and every key reads its latest value."""
+    records = _read_topic(bootstrap, topic)
+    for offset, key, value in records:
+        assert produced[offset] == (key, value), f"offset {offset} reads {key}={value}, not what was written"
+    assert {k: v for _o, k, v in records} == expected
+    return records
+
+
+def _kill_during_cleaning(broker_process, kills: int, keys: int, rate: int) -> None:
+    """Produce a round of updates, wait until the cleaner (slowed to `rate` bytes/s of I/O so that a pass lasts
+    seconds) is writing cleaned segments, SIGKILL the broker at a random moment of the pass, restart, check."""
     topic = "crash-compacted"
     rng = random.Random(5)
     produced: dict[int, tuple[bytes, bytes]] = {}
     expected: dict[bytes, bytes] = {}
-    swaps_recovered = 0
-    for round_ in range(kills + 1):
-        broker = broker_process("--config", "log.cleaner.backoff.ms=20").start()
+    settings = ("--config", "log.cleaner.backoff.ms=20", "--config", f"log.cleaner.io.max.bytes.per.second={rate}")
+    left_half_done = 0
+    for round_ in range(kills):
+        broker = broker_process(*settings).start()
         bootstrap = broker.bootstrap_servers
+        directory = broker.data_dir / f"{topic}-0"
         if round_ == 0:
             admin = AdminClient({"bootstrap.servers": bootstrap})
-            config = {"cleanup.policy": "compact", "segment.bytes": str(256 * 1024), "min.cleanable.dirty.ratio": "0.01"}
+            config = {"cleanup.policy": "compact", "segment.bytes": str(128 * 1024), "min.cleanable.dirty.ratio": "0.01"}
             for fut in admin.create_topics([NewTopic(topic, 1, 1, config=config)]).values():
                 fut.result(30)
         else:
-            records = _read_topic(bootstrap, topic)
-            for offset, key, value in records:
-                assert produced[offset] == (key, value), f"offset {offset} reads {key}={value}, not what was written"
-            assert {k: v for _o, k, v in records} == expected
-        if round_ == kills:
-            broker.stop()
-            break
-
-        def delivered(err, msg):
-            assert err is None, err
-            produced[msg.offset()] = (msg.key(), msg.value())
-
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "acks": "all"})
-        for i in range(keys):
-            key, value = b"key-%d" % i, b"value-%d-%d" % (i, round_)
-            producer.produce(topic, key=key, value=value, on_delivery=delivered)
-            expected[key] = value
-            if i % 10000 == 0:
-                producer.poll(0)
-        assert producer.flush(60) == 0
-        time.sleep(rng.uniform(0.0, 0.4))  # the cleaner is busy with the new dirty segments now
+            _check_topic(bootstrap, topic, produced, expected)
+        _produce_round(bootstrap, topic, keys, round_, produced, expected)
+        deadline = time.monotonic() + 30
+        while not _cleaned_files(directory):
+            assert time.monotonic() < deadline, "no cleaning pass started"
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.5))  # somewhere in the pass, which writes for seconds at this rate
+        pid = broker.proc.pid
         broker.kill()
-        swaps_recovered += sum(n.endswith((".swap", ".cleaned")) for n in os.listdir(broker.data_dir / f"{topic}-0"))
-    print(f"{kills} kills, {swaps_recovered} left a cleaning half done on disk")
+        left_half_done += bool(_cleaned_files(directory))
+        time.sleep(0.1)
+        assert not _cleaner_workers(pid), "a cleaner worker outlived its broker"
+    assert left_half_done >= kills // 2, f"only {left_half_done} of {kills} kills landed inside a pass"
+    # Unthrottled, the restarted broker finishes what the passes left: one record per key below the active segment.
+    broker = broker_process("--config", "log.cleaner.backoff.ms=20").start()
+    active_base = max(int(n.split(".")[0]) for n in os.listdir(broker.data_dir / f"{topic}-0") if n.endswith(".log"))
+    deadline = time.monotonic() + 30
+    while True:
+        records = _check_topic(broker.bootstrap_servers, topic, produced, expected)
+        below_active = sum(offset < active_base for offset, _k, _v in records)
+        if below_active <= keys:
+            break
+        assert time.monotonic() < deadline, f"still {below_active} records below the active segment for {keys} keys"
+        time.sleep(0.2)
+    broker.stop()
+    print(f"{kills} kills, {left_half_done} left a cleaning half done on disk")
 
 
 def test_kill_9_while_cleaning_then_restart(broker_process):
-    _kill_during_cleaning(broker_process, kills=4, keys=50_000)
+    _kill_during_cleaning(broker_process, kills=4, keys=20_000, rate=300_000)
 
 
 @pytest.mark.slow
 def test_kill_9_while_cleaning_many_times(broker_process):
-    _kill_during_cleaning(broker_process, kills=15, keys=60_000)
+    _kill_during_cleaning(broker_process, kills=15, keys=30_000, rate=1_000_000)
+
+
+def test_cleaner_worker_killed_alone_loses_nothing(tmp_path, only_embedded):
+    """The pass runs in a child process; if that child dies (OOM killer, kill -9) the broker finishes the swap it
+    committed, drops the rest, keeps serving, and a later pass cleans the partition."""
+    topic = "worker-killed"
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "broker"), port=0, log_cleaner_backoff_ms=20,
+                            log_cleaner_io_max_bytes_per_second=300_000).start_in_thread()
+    try:
+        bootstrap = broker.bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        config = {"cleanup.policy": "compact", "segment.bytes": str(128 * 1024), "min.cleanable.dirty.ratio": "0.01"}
+        for fut in admin.create_topics([NewTopic(topic, 1, 1, config=config)]).values():
+            fut.result(30)
+        produced: dict[int, tuple[bytes, bytes]] = {}
+        expected: dict[bytes, bytes] = {}
+        keys = 20_000
+        for round_ in range(2):
+            _produce_round(bootstrap, topic, keys, round_, produced, expected)
+        directory = tmp_path / "broker" / f"{topic}-0"
+        deadline = time.monotonic() + 30
+        while not _cleaned_files(directory) or not _cleaner_workers(os.getpid()):
+            assert time.monotonic() < deadline, "no cleaning pass started"
+            time.sleep(0.01)
+        time.sleep(0.3)
+        broker.broker.config.log_cleaner_io_max_bytes_per_second = float("inf")  # for the passes that follow
+        workers = _cleaner_workers(os.getpid())
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+        plog = broker.broker.partition(topic, 0)
+        deadline = time.monotonic() + 30
+        while True:
+            records = _check_topic(bootstrap, topic, produced, expected)
+            if sum(offset < plog.active.base_offset for offset, _k, _v in records) <= keys:
+                break
+            assert time.monotonic() < deadline, "the partition was never cleaned after the worker died"
+            time.sleep(0.2)
+        assert not _cleaned_files(directory)
+    finally:
+        broker.stop_thread()
