@@ -46,6 +46,12 @@ def _dir_bytes(broker: EmbeddedBroker, topic: str) -> int:
     return sum(os.path.getsize(os.path.join(path, n)) for n in os.listdir(path) if n.endswith(".log"))
 
 
+# Under --kafka the retention tests wait for Kafka's retention check, every 300 s (log.retention.check.interval.ms
+# is not a dynamic config): up to 420 s, more than pytest's default timeout of 300 s.
+KAFKA_RETENTION_TIMEOUT = pytest.mark.timeout(600)
+
+
+@KAFKA_RETENTION_TIMEOUT
 def test_size_retention_keeps_disk_bounded_under_continuous_produce(retention_broker, kafka_reference, topic_name):
     bootstrap, broker = retention_broker
     limit = 3 * SEGMENT_BYTES
@@ -77,6 +83,7 @@ def test_size_retention_keeps_disk_bounded_under_continuous_produce(retention_br
         assert _dir_bytes(broker, topic_name) <= limit + 2 * SEGMENT_BYTES
 
 
+@KAFKA_RETENTION_TIMEOUT
 def test_time_retention_deletes_old_segments_and_consumers_reset(retention_broker, kafka_reference, topic_name):
     """Records an hour old under retention.ms of a minute are deleted, even from the active segment (rolled);
     a consumer whose position fell before the log start resets to the earliest offset."""
