@@ -56,6 +56,19 @@ def embedded_broker(tmp_path):
 
 
 @pytest.fixture
+def log_services_broker(kafka_reference, tmp_path):
+    """(bootstrap, EmbeddedBroker or None): retention and the cleaner look for work every 100 ms, not minutes.
+    Under --kafka it is the reference Kafka, whose intervals the tests wait out."""
+    if kafka_reference:
+        yield kafka_reference, None
+        return
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "broker"), port=0, log_cleaner_backoff_ms=100,
+                            log_retention_check_interval_ms=100).start_in_thread()
+    yield broker.bootstrap_servers, broker
+    broker.stop_thread()
+
+
+@pytest.fixture
 def bootstrap(request, kafka_reference) -> str:
     """Where the client scenarios connect: a fresh embedded broker, or Apache Kafka under --kafka."""
     if kafka_reference:

@@ -22,15 +22,8 @@ SEGMENT_BYTES = 1024 * 1024
 
 
 @pytest.fixture
-def cleaning_broker(kafka_reference, tmp_path):
-    """(bootstrap, EmbeddedBroker or None): an embedded broker whose cleaner looks for work every 100 ms."""
-    if kafka_reference:
-        yield kafka_reference, None
-        return
-    broker = EmbeddedBroker(data_dir=str(tmp_path / "broker"), port=0, log_cleaner_backoff_ms=100,
-                            log_retention_check_interval_ms=100).start_in_thread()
-    yield broker.bootstrap_servers, broker
-    broker.stop_thread()
+def cleaning_broker(log_services_broker):
+    return log_services_broker
 
 
 def create_compacted(bootstrap: str, topic: str, **extra: str) -> None:
