@@ -32,8 +32,8 @@ class Broker:
         self.topics = TopicRegistry(config)
         self.flusher = GroupCommitFlusher()
         self._background: list[asyncio.Task] = []
-        # Services added by later layers (group and transaction coordinators) register here to be started
-        # after the logs are loaded and stopped before they close.
+        # Services (coordinators, retention, the cleaner) start after the logs are loaded, in this order, and
+        # stop in reverse before the logs close.
         self.services: list = []
         # Callbacks run after a topic is deleted (coordinators drop the offsets they hold for it).
         self.on_topic_deleted: list = []
