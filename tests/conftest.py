@@ -34,9 +34,30 @@ def _kafka_bootstrap(config) -> str | None:
         out = subprocess.run([str(ROOT / "scripts" / "kafka-up")], check=True, capture_output=True, text=True).stdout
         for line in out.splitlines():
             if line.startswith("bootstrap "):
-                return line.split()[1]
+                bootstrap = line.split()[1]
+                _wait_for_coordinators(bootstrap)
+                return bootstrap
         raise RuntimeError(f"scripts/kafka-up printed no bootstrap line: {out!r}")
     return None
+
+
+def _wait_for_coordinators(bootstrap: str, timeout: float = 60) -> None:
+    """A fresh Kafka creates __consumer_offsets and __transaction_state on the first FindCoordinator and answers
+    NOT_COORDINATOR/COORDINATOR_NOT_AVAILABLE until they exist. Clients retry that; raw-request tests do not, so
+    wait here until both coordinators answer."""
+    from wire import Conn
+
+    deadline = time.monotonic() + timeout
+    conn = Conn(bootstrap)
+    try:
+        for key_type in (0, 1):
+            while True:
+                resp = conn.call((10, 3), key="warm-up", key_type=key_type)
+                if resp.error_code == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="session")

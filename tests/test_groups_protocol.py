@@ -5,74 +5,20 @@ Every scenario runs against the embedded broker and, with `--kafka`, against Apa
 
 from __future__ import annotations
 
-import socket
 import struct
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from kio.index import load_payload_module
 from kio.schema.errors import ErrorCode
-from kio.serial import entity_reader, entity_writer
-from kio.static.constants import EntityType
+
+from wire import Conn
 
 pytestmark = pytest.mark.timeout(60)
 
 JOIN, SYNC, HEARTBEAT, LEAVE, COMMIT, FETCH, DESCRIBE, LIST, DELETE, FIND, OFFSET_DELETE = (
     (11, 9), (14, 5), (12, 4), (13, 5), (8, 9), (9, 9), (15, 5), (16, 5), (42, 2), (10, 6), (47, 0))
-
-
-def _payload(module, kind: EntityType) -> type:
-    for value in vars(module).values():
-        if isinstance(value, type) and getattr(value, "__type__", None) is kind and value.__module__ == module.__name__:
-            return value
-    raise LookupError(module.__name__)
-
-
-class Conn:
-    """One socket speaking one request at a time; `call(API, **fields)` builds the request and decodes the answer."""
-
-    def __init__(self, bootstrap: str) -> None:
-        host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=30)
-        self.corr = 0
-
-    def m(self, api: tuple[int, int]):
-        return load_payload_module(api[0], api[1], EntityType.request)
-
-    def call(self, api: tuple[int, int], **fields):
-        key, version = api
-        req_cls = _payload(self.m(api), EntityType.request)
-        resp_cls = _payload(load_payload_module(key, version, EntityType.response), EntityType.response)
-        req = req_cls(**fields)
-        self.corr += 1
-        import io
-
-        buf = io.BytesIO()
-        entity_writer(req_cls)(buf, req)
-        header = struct.pack(">hhih", key, version, self.corr, 4) + b"test"
-        if req_cls.__flexible__:
-            header += b"\0"
-        frame = header + buf.getvalue()
-        self.sock.sendall(struct.pack(">i", len(frame)) + frame)
-        size = struct.unpack(">i", self._recv(4))[0]
-        data = self._recv(size)
-        assert struct.unpack(">i", data[:4])[0] == self.corr
-        pos = 5 if resp_cls.__flexible__ else 4
-        return entity_reader(resp_cls)(data, pos)[0]
-
-    def _recv(self, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                raise ConnectionError("closed")
-            out += chunk
-        return out
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def _subscription(topic: str) -> bytes:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import io
-import socket
-import struct
 import time
 
 import pytest
@@ -18,49 +15,21 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from kio.index import load_payload_module
 from kio.schema.errors import ErrorCode
-from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 
 from broker_embedded.log.records import build_batch
+from wire import Conn
 
 
-class RawClient:
+class RawClient(Conn):
     """A blocking Kafka connection speaking non-flexible request versions through kio's codecs."""
 
     def __init__(self, bootstrap: str) -> None:
-        host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        self.corr = 0
-
-    def call(self, api_key: int, version: int, entity: str, **fields):
-        req_mod = load_payload_module(api_key, version, EntityType.request)
-        resp_mod = load_payload_module(api_key, version, EntityType.response)
-        req_cls = getattr(req_mod, entity + "Request")
-        buf = io.BytesIO()
-        entity_writer(req_cls)(buf, req_cls(**fields))
-        self.corr += 1
-        flexible = bool(req_cls.__flexible__)
-        header = struct.pack(">hhih", api_key, version, self.corr, 4) + b"test" + (b"\0" if flexible else b"")
-        frame = header + buf.getvalue()
-        self.sock.sendall(struct.pack(">i", len(frame)) + frame)
-        size = struct.unpack(">i", self._recv(4))[0]
-        body = self._recv(size)
-        assert struct.unpack(">i", body[:4])[0] == self.corr
-        resp, _ = entity_reader(getattr(resp_mod, entity + "Response"))(body, 5 if flexible else 4)
-        return resp
-
-    def _recv(self, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                raise ConnectionError("closed")
-            out += chunk
-        return out
+        super().__init__(bootstrap, timeout=10)
 
     def init_producer_id(self) -> tuple[int, int]:
         for _ in range(100):  # a freshly started Kafka answers COORDINATOR_LOAD_IN_PROGRESS for a while
-            resp = self.call(22, 1, "InitProducerId", transactional_id=None,
+            resp = self.call((22, 1), transactional_id=None,
                              transaction_timeout=datetime.timedelta(seconds=60))
             if resp.error_code != ErrorCode.coordinator_load_in_progress:
                 break
@@ -71,7 +40,7 @@ class RawClient:
     def produce(self, topic: str, batch: bytes, partition: int = 0):
         """(error code, base offset) of a Produce v3 with acks=-1 carrying `batch`."""
         m = load_payload_module(0, 3, EntityType.request)
-        resp = self.call(0, 3, "Produce", transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=10),
+        resp = self.call((0, 3), transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=10),
                          topic_data=(m.TopicProduceData(name=topic, partition_data=(
                              m.PartitionProduceData(index=partition, records=batch),)),))
         p = resp.responses[0].partition_responses[0]

@@ -254,7 +254,7 @@ async def test_offset_fetch_require_stable_while_offsets_are_pending(bootstrap, 
     def fetch(require_stable: bool):
         c = RawClient(bootstrap)
         try:
-            resp = c.call(9, 7, "OffsetFetch", group_id=group, require_stable=require_stable,
+            resp = c.call((9, 7), group_id=group, require_stable=require_stable,
                           topics=(m.OffsetFetchRequestTopic(name=topic_name, partition_indexes=(0,)),))
         finally:
             c.close()
@@ -295,7 +295,7 @@ def test_transaction_protocol_errors(bootstrap, topic_name):
     tid = _tid()
     try:
         for _ in range(50):
-            r = c.call(22, 1, "InitProducerId", transactional_id=tid, transaction_timeout=datetime.timedelta(seconds=60))
+            r = c.call((22, 1), transactional_id=tid, transaction_timeout=datetime.timedelta(seconds=60))
             if r.error_code != ErrorCode.coordinator_load_in_progress:
                 break
             time.sleep(0.2)
@@ -304,16 +304,20 @@ def test_transaction_protocol_errors(bootstrap, topic_name):
         records = build_batch([(None, b"x", None, None)], producer_id=pid, producer_epoch=epoch, base_sequence=0,
                               attributes=0x10)
         m = load_payload_module(0, 3, EntityType.request)
-        resp = c.call(0, 3, "Produce", transactional_id=tid, acks=-1, timeout=datetime.timedelta(seconds=10),
-                      topic_data=(m.TopicProduceData(name=topic_name, partition_data=(
-                          m.PartitionProduceData(index=0, records=records),)),))
+        for _ in range(50):  # Kafka answers NOT_LEADER_OR_FOLLOWER until a new topic's leader is known
+            resp = c.call((0, 3), transactional_id=tid, acks=-1, timeout=datetime.timedelta(seconds=10),
+                          topic_data=(m.TopicProduceData(name=topic_name, partition_data=(
+                              m.PartitionProduceData(index=0, records=records),)),))
+            if resp.responses[0].partition_responses[0].error_code != ErrorCode.not_leader_or_follower:
+                break
+            time.sleep(0.1)
         assert resp.responses[0].partition_responses[0].error_code == ErrorCode.invalid_txn_state
         for commit in (True, False):
-            r = c.call(26, 1, "EndTxn", transactional_id=tid, producer_id=pid, producer_epoch=epoch, committed=commit)
+            r = c.call((26, 1), transactional_id=tid, producer_id=pid, producer_epoch=epoch, committed=commit)
             assert r.error_code == ErrorCode.invalid_txn_state
-        r = c.call(26, 1, "EndTxn", transactional_id=tid, producer_id=pid, producer_epoch=epoch + 5, committed=False)
+        r = c.call((26, 1), transactional_id=tid, producer_id=pid, producer_epoch=epoch + 5, committed=False)
         assert r.error_code == ErrorCode.invalid_producer_epoch
-        r = c.call(22, 1, "InitProducerId", transactional_id=tid, transaction_timeout=datetime.timedelta(minutes=20))
+        r = c.call((22, 1), transactional_id=tid, transaction_timeout=datetime.timedelta(minutes=20))
         assert r.error_code == ErrorCode.invalid_transaction_timeout
     finally:
         c.close()
