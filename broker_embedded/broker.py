@@ -77,6 +77,13 @@ class Broker:
             topic = self.topics.create(name, self.config.default_partitions)
         return topic
 
+    def delete_topic(self, name: str) -> Topic:
+        """Delete a topic and its logs, then let the coordinators forget what they hold for it."""
+        topic = self.topics.delete(name)
+        for hook in self.on_topic_deleted:
+            hook(topic.name)
+        return topic
+
     def partition(self, name: str, partition: int) -> PartitionLog | None:
         return self.topics.partition(name, partition)
 

@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker_embedded import EmbeddedBroker
-from broker_embedded.log.cleaner_batch import iter_file_batches
+from broker_embedded.log.segment import iter_file_batches
 
 # Kafka's smallest segment.bytes (4.x): the same configs work on both brokers.
 SEGMENT_BYTES = 1024 * 1024

@@ -84,10 +84,7 @@ def delete_topics(ctx: RequestContext, req):
             try:
                 if name.startswith("__"):
                     raise KafkaError(ErrorCode.invalid_topic_exception, f"Internal topic {name} cannot be deleted.")
-                topic = topics.delete(name)
-                topic_id = topic.topic_id
-                for hook in ctx.broker.on_topic_deleted:
-                    hook(topic.name)
+                topic_id = ctx.broker.delete_topic(name).topic_id
             except (KafkaError, TopicError) as exc:
                 code, message = error_code(exc), str(exc)
         results.append(r("DeletableTopicResult", name=name, topic_id=topic_id, error_code=code, error_message=message))
@@ -101,8 +98,8 @@ def create_partitions(ctx: RequestContext, req):
     for t in req.topics:
         code, message = ErrorCode.none, None
         try:
-            if t.assignments and len(t.assignments) != t.count - (ctx.broker.topics.get(t.name).partitions
-                                                                    if ctx.broker.topics.get(t.name) else 0):
+            topic = ctx.broker.topics.get(t.name)
+            if t.assignments and len(t.assignments) != t.count - (topic.partitions if topic else 0):
                 raise KafkaError(ErrorCode.invalid_replica_assignment,
                                  "Increasing the number of partitions by a different amount than the number of assignments.")
             ctx.broker.topics.add_partitions(t.name, t.count, validate_only=req.validate_only)

@@ -74,19 +74,25 @@ def _apply(ctx: RequestContext, res, validate_only: bool, compute) -> tuple[Erro
     return ErrorCode.none, None
 
 
-@handles(33, 0, 2)
-def alter_configs(ctx: RequestContext, req):
-    def replace(_current, entries):
-        return {c.name: c.value for c in entries}
-
+def _alter(ctx: RequestContext, req, compute, response: str):
+    """AlterConfigs and IncrementalAlterConfigs differ only in how the new overrides are computed."""
     r = ctx.reply
     responses = tuple(
         r("AlterConfigsResourceResponse", error_code=code, error_message=message,
           resource_type=res.resource_type, resource_name=res.resource_name)
         for res in req.resources
-        for code, message in [_apply(ctx, res, req.validate_only, replace)]
+        for code, message in [_apply(ctx, res, req.validate_only, compute)]
     )
-    return r("AlterConfigsResponse", throttle_time=ZERO_MS, responses=responses)
+    return r(response, throttle_time=ZERO_MS, responses=responses)
+
+
+def _replace(_current: dict[str, str], entries) -> dict[str, str]:
+    return {c.name: c.value for c in entries}
+
+
+@handles(33, 0, 2)
+def alter_configs(ctx: RequestContext, req):
+    return _alter(ctx, req, _replace, "AlterConfigsResponse")
 
 
 def _incremental(current: dict[str, str], entries) -> dict[str, str]:
@@ -118,11 +124,4 @@ def _incremental(current: dict[str, str], entries) -> dict[str, str]:
 
 @handles(44, 0, 1)
 def incremental_alter_configs(ctx: RequestContext, req):
-    r = ctx.reply
-    responses = tuple(
-        r("AlterConfigsResourceResponse", error_code=code, error_message=message,
-          resource_type=res.resource_type, resource_name=res.resource_name)
-        for res in req.resources
-        for code, message in [_apply(ctx, res, req.validate_only, _incremental)]
-    )
-    return r("IncrementalAlterConfigsResponse", throttle_time=ZERO_MS, responses=responses)
+    return _alter(ctx, req, _incremental, "IncrementalAlterConfigsResponse")

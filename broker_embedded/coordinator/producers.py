@@ -23,16 +23,15 @@ from typing import Callable
 from kio.schema.errors import ErrorCode
 
 from ..errors import KafkaError
-from ..log.batch import CONTROL, HEADER_SIZE, TRANSACTIONAL, BatchHeader, parse_header, split_batches
+from ..log.batch import CONTROL, TRANSACTIONAL, BatchHeader, split_batches
 from ..log.partition import PartitionLog
-from ..log.records import build_batch, iter_records
+from ..log.records import ABORT, COMMIT, build_batch, control_marker
+from ..log.segment import iter_file_batches
 
 MAX_BATCHES = 5  # Kafka keeps the metadata of the last five batches per producer (max.in.flight <= 5)
 _I32_MAX = 2**31 - 1
 ID_BLOCK = 1000
 ID_BLOCK_FILE = "producer-id-block"
-ABORT, COMMIT = 0, 1
-_SCAN_CHUNK = 1 << 20
 
 
 def _add_seq(seq: int, delta: int) -> int:
@@ -231,49 +230,17 @@ def rebuild(plog: PartitionLog) -> PartitionProducers:
     """Replay every batch header of the log into a fresh producer state."""
     st = PartitionProducers()
     for seg in list(plog.segments):
-        for header, control in _scan(seg.fd, seg.size):
+        for _pos, header, raw in iter_file_batches(seg.path, seg.size):
             if header.producer_id < 0:
                 continue
             if header.is_control:
-                kind, coordinator_epoch = _control_type(control, header)
+                kind, coordinator_epoch = control_marker(raw, header)
                 if kind in (ABORT, COMMIT):
                     st.record_marker(header.producer_id, header.producer_epoch, kind, header.base_offset,
                                      coordinator_epoch)
             else:
                 st.record(header)
     return st
-
-
-def _scan(fd: int, size: int):
-    """Yield (header, control batch bytes or None) for each batch of a segment file, reading big chunks."""
-    pos = 0
-    while pos + HEADER_SIZE <= size:
-        chunk = os.pread(fd, min(_SCAN_CHUNK, size - pos), pos)
-        off = 0
-        while off + HEADER_SIZE <= len(chunk):
-            header = parse_header(chunk, off)
-            control = None
-            if header.attributes & CONTROL:
-                if off + header.size <= len(chunk):
-                    control = chunk[off : off + header.size]
-                else:
-                    control = os.pread(fd, header.size, pos + off)
-            yield header, control
-            off += header.size
-        if off == 0:
-            return
-        pos += off
-
-
-def _control_type(batch: bytes | None, header: BatchHeader) -> tuple[int, int]:
-    """(type, coordinator epoch) of a control batch: key = version i16 + type i16, value = version + epoch i32."""
-    if batch is None:
-        return -1, -1
-    for rec in iter_records(batch, header):
-        kind = struct.unpack_from(">h", rec.key, 2)[0] if rec.key and len(rec.key) >= 4 else -1
-        epoch = struct.unpack_from(">i", rec.value, 2)[0] if rec.value and len(rec.value) >= 6 else -1
-        return kind, epoch
-    return -1, -1
 
 
 class ProducerIdAllocator:

@@ -16,35 +16,9 @@ from typing import Callable, Iterator
 from crc32c import crc32c
 
 from .batch import HEADER_SIZE, TIMESTAMP_LOG_APPEND, BatchHeader, parse_header
-from .records import XERIAL_MAGIC, SNAPPY, compress, decompress
+from .records import COMMIT, SNAPPY, XERIAL_MAGIC, compress, control_marker, decompress
 
 _HEAD = struct.Struct(">qiibIhiqqqhii")
-_CHUNK = 4 * 1024 * 1024
-# Control record key: version i16, type i16 (0 = abort, 1 = commit).
-ABORT, COMMIT = 0, 1
-
-
-def iter_file_batches(path: str, size: int, start: int = 0) -> Iterator[tuple[int, BatchHeader, bytes]]:
-    """Yield (position, header, whole batch bytes) for the batches in the first `size` bytes of a segment file,
-    reading it in large sequential chunks through a descriptor of our own."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        pos = start
-        buf = b""
-        buf_at = start
-        while pos + HEADER_SIZE <= size:
-            off = pos - buf_at
-            if off + HEADER_SIZE > len(buf):
-                buf, buf_at, off = os.pread(fd, min(_CHUNK, size - pos), pos), pos, 0
-            header = parse_header(buf, off)
-            if pos + header.size > size:
-                return  # a torn tail past what the snapshot saw
-            if off + header.size > len(buf):
-                buf, buf_at, off = os.pread(fd, max(_CHUNK, header.size), pos), pos, 0
-            yield pos, header, buf[off : off + header.size]
-            pos += header.size
-    finally:
-        os.close(fd)
 
 
 def iter_file_headers(path: str, size: int) -> Iterator[tuple[int, BatchHeader]]:
@@ -120,10 +94,8 @@ def iter_raw_records(body: bytes, count: int, pause: Callable[[], None] | None =
 
 def control_type(raw: bytes, header: BatchHeader) -> int:
     """ABORT or COMMIT for a control batch (its one record's key says which)."""
-    for _s, _e, _t, _o, key, _tomb in iter_raw_records(records_body(raw, header), header.record_count):
-        if key is not None and len(key) >= 4:
-            return struct.unpack_from(">h", key, 2)[0]
-    return COMMIT
+    kind = control_marker(raw, header)[0]
+    return COMMIT if kind < 0 else kind
 
 
 def rewrite_batch(raw: bytes, header: BatchHeader, body: bytes, kept: list[tuple[int, int, int]]) -> bytes:

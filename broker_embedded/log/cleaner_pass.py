@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .batch import HEADER_SIZE, BatchHeader
-from .cleaner_batch import (ABORT, control_type, iter_file_batches, iter_file_headers, iter_raw_records,
+from .cleaner_batch import (control_type, iter_file_headers, iter_raw_records,
                             placeholder_batch, read_batch, records_body, rewrite_batch)
+from .records import ABORT
 from .cleaner_swap import cleaned_paths, commit_swap, complete_swap
 from .cleaner_throttle import YIELD_EVERY_RECORDS, IoThrottle
-from .segment import Segment
+from .segment import Segment, iter_file_batches
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,8 @@ from crc32c import crc32c
 from .batch import HEADER_SIZE, BatchHeader
 
 NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
+# Transaction marker types: a control record's key is version i16 + type i16.
+ABORT, COMMIT = 0, 1
 XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = XERIAL_MAGIC + struct.pack(">ii", 1, 1)
 _XERIAL_BLOCK = 32 * 1024
@@ -197,3 +199,13 @@ def build_batch(
     out += payload
     struct.pack_into(">I", out, 17, crc32c(memoryview(out)[21:]))
     return bytes(out)
+
+
+def control_marker(batch: bytes, header: BatchHeader) -> tuple[int, int]:
+    """(type, coordinator epoch) of a control batch, -1 where absent: key = version i16 + type i16,
+    value = version i16 + coordinator epoch i32."""
+    for rec in iter_records(batch, header):
+        kind = struct.unpack_from(">h", rec.key, 2)[0] if rec.key and len(rec.key) >= 4 else -1
+        epoch = struct.unpack_from(">i", rec.value, 2)[0] if rec.value and len(rec.value) >= 6 else -1
+        return kind, epoch
+    return -1, -1

@@ -14,8 +14,9 @@ import struct
 import time
 from array import array
 from bisect import bisect_right
+from typing import Iterator
 
-from .batch import HEADER_SIZE, LOG_OVERHEAD, InvalidBatch, batch_length_at, crc_ok, parse_header
+from .batch import HEADER_SIZE, LOG_OVERHEAD, BatchHeader, InvalidBatch, batch_length_at, crc_ok, parse_header
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,30 @@ _TIME_ENTRY = struct.Struct(">qi")
 _SPAN = struct.Struct(">qi11xi")
 _SPAN_SIZE = 27
 _MAX_TS = struct.Struct(">q")
+_CHUNK = 4 * 1024 * 1024
+
+
+def iter_file_batches(path: str, size: int, start: int = 0) -> Iterator[tuple[int, BatchHeader, bytes]]:
+    """Yield (position, header, whole batch bytes) for the batches in the first `size` bytes of a segment file,
+    reading it in large sequential chunks through a descriptor of our own."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pos = start
+        buf = b""
+        buf_at = start
+        while pos + HEADER_SIZE <= size:
+            off = pos - buf_at
+            if off + HEADER_SIZE > len(buf):
+                buf, buf_at, off = os.pread(fd, min(_CHUNK, size - pos), pos), pos, 0
+            header = parse_header(buf, off)
+            if pos + header.size > size:
+                return  # a torn tail past what the snapshot saw
+            if off + header.size > len(buf):
+                buf, buf_at, off = os.pread(fd, max(_CHUNK, header.size), pos), pos, 0
+            yield pos, header, buf[off : off + header.size]
+            pos += header.size
+    finally:
+        os.close(fd)
 
 
 def segment_name(base_offset: int) -> str:
