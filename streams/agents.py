@@ -14,6 +14,7 @@ import inspect
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from .errors import ProcessingError
@@ -29,20 +30,17 @@ __all__ = ["Agent", "AgentStream", "Event"]
 ASK_HEADER = "streams-ask-id"
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Event:
     """One record as an agent sees it."""
 
-    __slots__ = ("key", "value", "headers", "timestamp", "topic", "partition", "offset")
-
-    def __init__(self, key: Any, value: Any, headers: Any = (), timestamp: int | None = None, topic: str = "",
-                 partition: int = -1, offset: int = -1) -> None:
-        self.key = key
-        self.value = value
-        self.headers = headers
-        self.timestamp = timestamp
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
+    key: Any
+    value: Any
+    headers: Any = ()
+    timestamp: int | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
 
     def header(self, name: str) -> bytes | None:
         for k, v in self.headers or ():

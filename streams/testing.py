@@ -22,6 +22,7 @@ import itertools
 import logging
 import threading
 from collections import deque, namedtuple
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from .agents import Event
@@ -41,23 +42,17 @@ __all__ = ["OutputRecord", "TestDriver"]
 _TP = namedtuple("_TP", "topic partition")
 
 
+@dataclass(slots=True, repr=False)
 class OutputRecord:
     """A record read back from a topic: deserialized key and value, and where and when it was written."""
 
-    __slots__ = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
-
-    def __init__(self, topic: str, partition: int, offset: int, timestamp: int, key: Any, value: Any,
-                 headers: tuple) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.key = key
-        self.value = value
-        self.headers = headers
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OutputRecord) and all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: Any
+    value: Any
+    headers: tuple
 
     def __repr__(self) -> str:
         return (f"OutputRecord({self.topic}[{self.partition}]@{self.offset}, ts={self.timestamp}, key={self.key!r}, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..agents import Event
@@ -28,20 +29,17 @@ log = logging.getLogger(__name__)
 __all__ = ["InputRecord", "TopologyProcessor"]
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class InputRecord:
     """A record read from a topic partition: what `process()` needs (aiokafka's ConsumerRecord has the same fields)."""
 
-    __slots__ = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
-
-    def __init__(self, topic: str, partition: int, offset: int, timestamp: int, key: bytes | None,
-                 value: bytes | None, headers: Any = ()) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.key = key
-        self.value = value
-        self.headers = headers
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any = ()
 
     def __repr__(self) -> str:
         return f"InputRecord({self.topic}[{self.partition}]@{self.offset}, key={self.key!r}, value={self.value!r:.60})"
