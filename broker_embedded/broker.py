@@ -15,6 +15,7 @@ from .coordinator.offsets import OffsetStore
 from .coordinator.producers import ProducerStates
 from .coordinator.transactions import TransactionCoordinator
 from .log.cleaner import LogCleaner
+from .log.config import NEVER
 from .log.flush import GroupCommitFlusher
 from .log.retention import RetentionService
 from .log.partition import PartitionLog
@@ -101,7 +102,9 @@ class Broker:
             await asyncio.sleep(0.1)
             now = time.monotonic()
             for topic in list(self.topics.topics.values()):
+                # Partitions of a topic share one config; most topics never set flush.ms.
+                if not topic.logs or topic.logs[0].config.flush_ms == NEVER:
+                    continue
                 for plog in topic.logs:
-                    ms = plog.config.flush_ms
-                    if plog.unflushed_messages and (now - plog.last_flush) * 1000 >= ms:
+                    if plog.unflushed_messages and (now - plog.last_flush) * 1000 >= plog.config.flush_ms:
                         self.flusher.flush(plog)

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from .config import BrokerConfig, InvalidConfig, log_config, validate_topic_configs
+from .log.durable import write_atomically
 from .log.partition import PartitionLog
 
 log = logging.getLogger(__name__)
@@ -105,18 +106,7 @@ class TopicRegistry:
                 for t in self.topics.values()
             ],
         }
-        path = os.path.join(self.data_dir, METADATA_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(doc, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(self.data_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomically(os.path.join(self.data_dir, METADATA_FILE), json.dumps(doc))
 
     def _open_logs(self, topic: Topic) -> None:
         cfg = log_config(topic.configs, self.config.topic_defaults)

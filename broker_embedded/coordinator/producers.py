@@ -24,6 +24,7 @@ from kio.schema.errors import ErrorCode
 
 from ..errors import KafkaError
 from ..log.batch import CONTROL, TRANSACTIONAL, BatchHeader, split_batches
+from ..log.durable import write_atomically
 from ..log.partition import PartitionLog
 from ..log.records import ABORT, COMMIT, build_batch, control_marker
 from ..log.segment import iter_file_batches
@@ -275,17 +276,7 @@ class ProducerIdAllocator:
 
     def _reserve(self, limit: int) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(limit))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomically(self.path, str(limit))
         self._limit = limit
 
 

@@ -20,7 +20,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from .cleaner_pass import CleaningAborted, CleanJob, CleanResult, SegmentInfo, run_pass
-from .cleaner_swap import fsync_directory
+from .durable import write_atomically
 from .cleaner_worker import run_pass_in_worker
 from .config import NEVER
 from .partition import PartitionLog
@@ -48,14 +48,7 @@ def read_checkpoint(directory: str) -> int:
 
 
 def write_checkpoint(directory: str, offset: int) -> None:
-    path = os.path.join(directory, CHECKPOINT_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(offset))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_directory(directory)
+    write_atomically(os.path.join(directory, CHECKPOINT_FILE), str(offset))
 
 
 def plan_cleaning(plog: PartitionLog, first_dirty: int, stable: int, now_ms: int,

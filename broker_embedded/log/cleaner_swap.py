@@ -18,6 +18,7 @@ import logging
 import os
 
 from .segment import segment_name
+from .durable import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,6 @@ def cleaned_paths(directory: str, base: int) -> tuple[str, str, str]:
 
 def swap_path(directory: str, base: int, end: int) -> str:
     return os.path.join(directory, f"{segment_name(base)}-{segment_name(end)}{SWAP}")
-
-
-def fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def commit_swap(directory: str, base: int, end: int) -> str:

@@ -38,7 +38,7 @@ class GroupCommitFlusher:
             self._pending = {}
             self._waiters = []
             # Decide on the loop what to sync; the syscalls run in a thread.
-            work = [(p, p.flush_targets(), p._new_files) for p in logs]
+            work = [(p, *p.flush_targets()) for p in logs]
             error: BaseException | None = None
             try:
                 await asyncio.to_thread(_sync, work)

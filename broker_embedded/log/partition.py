@@ -10,7 +10,8 @@ import time
 from bisect import bisect_right
 
 from .batch import BatchHeader, set_base_offset, set_log_append_time
-from .cleaner_swap import fsync_directory, recover_swaps
+from .cleaner_swap import recover_swaps
+from .durable import fsync_directory, write_atomically
 from .config import LogConfig
 from .records import iter_records
 from .segment import Segment
@@ -162,29 +163,26 @@ class PartitionLog:
     def needs_flush(self) -> bool:
         return bool(self._rolled) or self.active.dirty or self._new_files
 
-    def flush_targets(self) -> list[Segment]:
-        """Take the segments to fsync (called on the event loop, before the fsync runs in a thread)."""
+    def flush_targets(self) -> tuple[list[Segment], bool]:
+        """Take the segments to fsync and whether the directory needs it too (called on the event loop, before
+        the fsyncs run in a thread)."""
         targets = self._rolled + [self.active]
         self._rolled = []
         self.unflushed_messages = 0
         self.last_flush = time.monotonic()
-        return targets
+        return targets, self._new_files
 
     def flush(self) -> None:
         """fsync synchronously (shutdown and tests)."""
-        sync_dir = self._new_files
-        for seg in self.flush_targets():
+        segments, sync_dir = self.flush_targets()
+        for seg in segments:
             seg.flush()
         if sync_dir:
             self.sync_directory()
 
     def sync_directory(self) -> None:
         self._new_files = False
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(self.directory)
 
     # ---- reads ----
 
@@ -258,14 +256,7 @@ class PartitionLog:
     def write_log_start_offset(self) -> None:
         """Persist the log start offset atomically (temp file, fsync, rename, fsync the directory)."""
         with self._log_start_lock:
-            path = os.path.join(self.directory, LOG_START_FILE)
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(str(self.log_start_offset))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            fsync_directory(self.directory)
+            write_atomically(os.path.join(self.directory, LOG_START_FILE), str(self.log_start_offset))
 
     def roll(self) -> Segment:
         """Close the active segment and start a new one at the log end (time retention of a stale active one)."""
