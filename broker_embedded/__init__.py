@@ -15,9 +15,10 @@ from typing import Any
 
 from .broker import Broker
 from .config import BrokerConfig
+from .dirlock import DirectoryLock, DirectoryLocked, is_locked, read_holder
 from .server import KafkaServer
 
-__all__ = ["BrokerConfig", "EmbeddedBroker"]
+__all__ = ["BrokerConfig", "DirectoryLock", "DirectoryLocked", "EmbeddedBroker", "is_locked", "read_holder"]
 
 
 class EmbeddedBroker:
