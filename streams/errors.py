@@ -34,3 +34,7 @@ class ProcessingError(StreamsError):
 
 class SerializationError(StreamsError, ValueError):
     """A value could not be encoded or decoded by its serde."""
+
+
+class GroupConflictError(StreamsError):
+    """Two different apps (different topics) run under one app id, so they share one consumer group."""

@@ -85,7 +85,7 @@ class Worker:
         for _ in range(3):
             await asyncio.sleep(0)
         await self._prepare_topology()
-        self.assignor = TaskAssignor(self._task_sources)
+        self.assignor = TaskAssignor(self._task_sources, app.id, on_conflict=self.fail)  # another app, same id
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=app.id, client_id=f"{app.id}-consumer",
             enable_auto_commit=False, auto_offset_reset="earliest", partition_assignment_strategy=[self.assignor],
