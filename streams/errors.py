@@ -36,5 +36,17 @@ class SerializationError(StreamsError, ValueError):
     """A value could not be encoded or decoded by its serde."""
 
 
+class StateError(StreamsError):
+    """A state store or state directory cannot be used: held by another owner, closed, or damaged."""
+
+
+class StateDirectoryLocked(StateError):
+    """A store's database or a state directory slot is held by another open handle (this process or another)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class GroupConflictError(StreamsError):
     """Two different apps (different topics) run under one app id, so they share one consumer group."""
