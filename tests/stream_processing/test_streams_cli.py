@@ -30,9 +30,24 @@ def test_mistakes_print_one_line_and_exit_2(tmp_path):
         (["topology", "-A", "no_such_module:app"], "cannot import 'no_such_module'"),
         (["topology", "-A", "examples.orders:nope"], "has no attribute 'nope'"),
         (["worker", "-A", "examples.orders:app", "--bogus"], "unrecognized arguments: --bogus"),
-        (["send", "-A", "examples.orders:app", "--broker", "kafka://127.0.0.1:1", "orders", "{}"],
-         "cannot reach the broker"),
+        (["send", "-A", "examples.orders:app", "--broker", "kafka://127.0.0.1:1", "orders",
+          '{"id": "1", "customer": "ada", "amount": 5}'], "cannot reach the broker"),
         (["topics", "-A", "examples.orders:app", "--broker", "http://x"], "bad broker URL"),
+        # a typed topic refuses what its worker could not read, before connecting
+        (["send", "-A", "examples.orders:app", "--broker", "kafka://127.0.0.1:1", "orders", "ada"],
+         "bad value for topic 'orders' 'ada': not JSON for Order"),
+        (["send", "-A", "examples.orders:app", "--broker", "kafka://127.0.0.1:1", "orders", '{"id": "1"}'],
+         "cannot build Order from {'id': '1'}: Order.__init__() missing 2 required positional arguments"),
+        (["send", "-A", "examples.orders:app", "--broker", "kafka://127.0.0.1:1", "orders", '["x"]'],
+         "expected a JSON object for Order"),
+        (["send", "-A", "examples.orders:app", "--broker", "kafka://127.0.0.1:1", "other", '{"a": 1'],
+         "bad value for topic 'other' '{\"a\": 1': not JSON"),
+        (["worker", "-A", "examples.orders:app", "--on-error", "ignore"], "argument --on-error: invalid choice"),
+        (["worker", "-A", "examples.orders:app", "--processes", "0"], "'0' is not a positive number of processes"),
+        (["reset", "-A", "examples.orders:app", "--to-datetime", "yesterday"], "bad datetime 'yesterday'"),
+        (["reset", "-A", "examples.orders:app", "--to-earliest", "--to-latest"], "not allowed with argument"),
+        (["send", "-A", "examples.orders:app", "--broker", "kafka://127.0.0.1:1", "notes", "null"],
+         "a null value is a tombstone, which deletes a key: give the key with --key"),
     ]:
         result = run_cli(*args, cwd=ROOT)
         assert result.returncode == 2, (args, result.stderr)
@@ -56,6 +71,57 @@ def test_send_and_topics(bootstrap, tmp_path):
     sent = run_cli("send", "-A", "examples.orders:app", "--broker", url, "orders", "--key", "ada",
                    '{"id": "x1", "customer": "ada", "amount": 5}', cwd=ROOT)
     assert sent.returncode == 0 and sent.stdout.startswith("sent to orders["), sent.stderr
+
+
+def test_send_accepts_bare_words_on_plain_json_topics_and_null_tombstones(bootstrap):
+    url = f"kafka://{bootstrap}"
+    for value in ("hello", '{"a": 1}', "null"):
+        sent = run_cli("send", "-A", "examples.orders:app", "--broker", url, "notes", value, "--key", "k", cwd=ROOT)
+        assert sent.returncode == 0, sent.stderr
+    import asyncio
+    records = asyncio.run(consume(bootstrap, "notes", 3))
+    assert [r.value for r in records] == [b'"hello"', b'{"a":1}', None]
+
+
+POISON_APP = textwrap.dedent("""
+    import os
+    from dataclasses import dataclass
+    import streams
+
+    @dataclass
+    class Reading:
+        sensor: str
+        value: float
+
+    app = streams.App(os.environ["APP_ID"], broker=os.environ["BROKER"], commit_interval=0.1)
+    (app.stream(app.topic(os.environ["SRC"], value_type=Reading, partitions=1))
+        .map_values(lambda r: r.value * 2)
+        .to(os.environ["OUT"]))
+""")
+
+
+def test_on_error_flag_gets_a_worker_past_a_poison_pill(bootstrap, tmp_path, app_id, topic_name):
+    """A record the serde cannot read stops the worker (on_error="fail" in the code); rerun with
+    `--on-error dead_letter` and it goes on, the bad record in the dead-letter topic, without a code change."""
+    import asyncio
+    (tmp_path / "poisonapp.py").write_text(POISON_APP)
+    src, out = f"{topic_name}-in", f"{topic_name}-out"
+    env = {**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "BROKER": f"kafka://{bootstrap}", "APP_ID": app_id,
+           "SRC": src, "OUT": out}
+    asyncio.run(create_topic(bootstrap, src, 1))
+    asyncio.run(produce(bootstrap, src, [(None, b"not json"), (None, b'{"sensor": "a", "value": 2.5}')]))
+    cmd = [sys.executable, "-m", "streams", "worker", "-A", "poisonapp:app"]
+    failed = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "streams: worker stopped:" in failed.stderr, failed.stderr
+    worker = subprocess.Popen([*cmd, "--on-error", "dead_letter"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert [json.loads(r.value) for r in asyncio.run(consume(bootstrap, out, 1, timeout=30))] == [5.0]
+        dead = asyncio.run(consume(bootstrap, f"{app_id}-dead-letter", 1, timeout=30))
+        assert dead[0].value == b"not json"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.stderr.read()
 
 
 @pytest.mark.parametrize("example, last_line", [
