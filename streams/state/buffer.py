@@ -67,6 +67,9 @@ class WriteBuffer:
         """Live (key, value) pairs with lo <= key < hi, the buffer merged over the database, in key order."""
         values = self._values
         buffered = self._keys.irange(lo, hi)
+        if not buffered and not self._deleted_ranges:
+            yield from self.backend.range(lo, hi, reverse)  # nothing to merge: the common read between commits
+            return
         if reverse:
             buffered.reverse()
         n = len(buffered)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -10,7 +12,7 @@ import time
 import pytest
 
 from streams.errors import StateDirectoryLocked, StateError
-from streams.state import KeyValueStore, RocksBackend, WindowStore, open_store
+from streams.state import Checkpoint, KeyValueStore, RocksBackend, WindowStore, open_store
 
 
 def test_flush_persists_across_close_and_reopen_and_unflushed_writes_do_not(tmp_path):
@@ -78,6 +80,36 @@ def test_opening_a_path_held_by_another_process_is_a_clear_state_error(tmp_path)
         holder.kill()
         holder.wait()
     RocksBackend(path).close()  # the kernel dropped the dead holder's lock
+
+
+def test_a_checkpoint_never_claims_more_than_the_database_holds_after_sigkill(tmp_path):
+    """The commit order (flush, then checkpoint) across a real process crash at a random point."""
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        from streams.state import Checkpoint, KeyValueStore, RocksBackend
+        store = KeyValueStore(RocksBackend({str(tmp_path / "kv")!r}), "kv")
+        checkpoint = Checkpoint({str(tmp_path / "kv.checkpoint")!r})
+        i = 0
+        while True:
+            i += 1
+            store.put(b"counter", b"%d" % i)
+            store.put(b"k%d" % i, b"x")
+            store.flush()
+            checkpoint.write(i)
+            store.put(b"counter", b"never flushed")
+            if i == 20:
+                print("running", flush=True)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "running"
+        time.sleep(0.3)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    claimed = Checkpoint(tmp_path / "kv.checkpoint").read()
+    with KeyValueStore(RocksBackend(tmp_path / "kv"), "kv") as store:
+        held = int(store.get(b"counter"))
+        assert claimed is not None and held >= claimed >= 20
+        assert all(store.get(b"k%d" % i) == b"x" for i in range(1, held + 1))
 
 
 def test_a_closed_store_says_so(tmp_path):
