@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from streams.errors import StateError
@@ -99,6 +101,35 @@ def test_kv_range_over_many_keys_crosses_read_chunks(open_backend):
     store.put_all((k, k) for k in keys[1::2])  # the odd keys only in the buffer
     assert [k for k, _ in store.all()] == keys
     assert [k for k, _ in store.range(keys[100], keys[9000], reverse=True)] == keys[100:9000][::-1]
+
+
+def test_kv_random_writes_commits_and_aborts_match_a_plain_dict(open_backend):
+    """Many small buffer/database interleavings (chunk splits of the buffer index included) against a model."""
+    rng = random.Random(7)
+    store = kv(open_backend)
+    committed: dict[bytes, bytes] = {}
+    current: dict[bytes, bytes] = {}
+    keys = [b"%04d" % i for i in range(3000)]
+    for step in range(60):
+        for _ in range(rng.randrange(1, 400)):
+            key = rng.choice(keys)
+            if rng.random() < 0.3:
+                store.delete(key)
+                current.pop(key, None)
+            else:
+                store.put(key, b"%d" % step)
+                current[key] = b"%d" % step
+        lo, hi = sorted(rng.sample(keys, 2))
+        assert list(store.range(lo, hi)) == sorted((k, v) for k, v in current.items() if lo <= k < hi)
+        assert list(store.range(lo, hi, reverse=True)) == sorted(
+            ((k, v) for k, v in current.items() if lo <= k < hi), reverse=True)
+        if rng.random() < 0.2:
+            store.discard()
+            current = dict(committed)
+        else:
+            store.flush()
+            committed = dict(current)
+    assert list(store.all()) == sorted(committed.items())
 
 
 def test_kv_restore_from_its_changelog_rebuilds_an_equal_store(open_backend):
@@ -293,3 +324,22 @@ def test_session_expire_by_end_and_restore(open_backend):
     copy.restore(log.records)
     assert copy.fetch(b"u") == live
     assert list(copy.all()) == list(store.all())
+
+
+def test_sorted_keys_index_matches_a_sorted_list():
+    from streams.state.sortedkeys import SortedKeys
+    rng = random.Random(3)
+    index, model = SortedKeys(), set()
+    for _ in range(20_000):
+        key = b"%05d" % rng.randrange(5000)
+        if rng.random() < 0.35:
+            index.discard(key)
+            model.discard(key)
+        elif key not in model:
+            index.add(key)
+            model.add(key)
+    lo, hi = b"01000", b"03000"
+    assert list(index) == sorted(model) and len(index) == len(model)
+    assert index.irange(lo, hi) == sorted(k for k in model if lo <= k < hi)
+    assert index.irange(None, lo) == sorted(k for k in model if k < lo)
+    assert index.irange(b"99999") == []
