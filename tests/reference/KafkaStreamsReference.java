@@ -8,6 +8,7 @@
 //    "window": {"kind": "tumbling", "size": 10000, "grace": 5000},
 //    "aggregation": "count", "emit": "all",
 //    "records": [["k1", 3, 1000], ["k2", null, 2000], ["in", "k1", 4, 1500]]}
+// "min_value": N (optional) filters out values below N (and null values) before grouping.
 // A record is [key, value, timestamp] on topic "in", or [topic, key, value, timestamp]; keys are strings, values
 // longs (either may be null). Output, per scenario: one JSON line per record written to the output topic, then
 // {"done": N} (N output lines), or {"error": "..."} then {"done": 0} if the scenario failed. The program reads
@@ -47,6 +48,7 @@ import org.apache.kafka.streams.TopologyTestDriver;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.KGroupedStream;
+import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
@@ -84,9 +86,13 @@ public class KafkaStreamsReference {
         String aggregation = Json.string(scenario.getOrDefault("aggregation", "count"));
         String emit = Json.string(scenario.getOrDefault("emit", "all"));
         Duration grace = Duration.ofMillis(Json.longValue(window.getOrDefault("grace", 0L)));
-        KGroupedStream<String, Long> grouped = builder
-            .stream("in", Consumed.with(Serdes.String(), Serdes.Long()))
-            .groupByKey(Grouped.with(Serdes.String(), Serdes.Long()));
+        KStream<String, Long> input = builder.stream("in", Consumed.with(Serdes.String(), Serdes.Long()));
+        if (scenario.containsKey("min_value")) {
+            // An upstream filter: shows which records the windows' stream time comes from.
+            long min = Json.longValue(scenario.get("min_value"));
+            input = input.filter((k, v) -> v != null && v >= min);
+        }
+        KGroupedStream<String, Long> grouped = input.groupByKey(Grouped.with(Serdes.String(), Serdes.Long()));
         KTable<Windowed<String>, Long> table;
         switch (kind) {
             case "tumbling":

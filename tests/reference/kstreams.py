@@ -127,7 +127,8 @@ def run_kafka_streams(scenario: dict[str, Any], records: Iterable[tuple]) -> lis
 
     `scenario`: {"window": {"kind": "tumbling", "size": ms, "grace": ms} | {"kind": "hopping", "size", "advance",
     "grace"} | {"kind": "sliding", "time_difference", "grace"} | {"kind": "session", "inactivity_gap", "grace"},
-    "aggregation": "count" | "reduce" (sum) | "aggregate" (sum from 0), "emit": "all" | "final"}. Keys are strings,
+    "aggregation": "count" | "reduce" (sum) | "aggregate" (sum from 0), "emit": "all" | "final", and optionally
+    "min_value": n, a filter before the grouping that keeps values >= n}. Keys are strings,
     values integers; caching is off (every update is emitted) and the input has one partition.
     """
     full = {"type": "windowed-aggregation", **scenario, "records": [list(r) for r in records]}

@@ -75,8 +75,10 @@ def random_records(seed: int, n: int = 120, keys: str = "abc") -> tuple:
     return tuple(records)
 
 
-def reference(window: dict, aggregation: str, emit: str, records) -> list[tuple]:
+def reference(window: dict, aggregation: str, emit: str, records, min_value: int | None = None) -> list[tuple]:
     scenario = {"window": window, "aggregation": aggregation, "emit": emit}
+    if min_value is not None:
+        scenario["min_value"] = min_value
     return [tuple(r[:4]) for r in run_kafka_streams(scenario, records)]
 
 
@@ -133,7 +135,7 @@ def assert_same(window: dict, aggregation: str, emit: str, records: tuple, compa
 
 @pytest.mark.parametrize("case", CASES + RULE_CASES, ids=[c.id for c in CASES + RULE_CASES])
 def test_hand_computed_case_is_what_kafka_streams_does(case: Case):
-    assert reference(case.window, case.aggregation, case.emit, case.records) == list(case.expected)
+    assert reference(case.window, case.aggregation, case.emit, case.records, case.min_value) == list(case.expected)
 
 
 # ---- random input: ours vs Kafka Streams ----

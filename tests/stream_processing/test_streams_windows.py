@@ -41,6 +41,7 @@ class Case:
     records: tuple
     expected: tuple
     exact_order: bool = True   # False: one record updates several windows; only each window's own sequence counts
+    min_value: int | None = None  # a filter before the grouping: keep values >= min_value
 
 
 def windows_of(spec: dict):
@@ -61,13 +62,18 @@ def windows_of(spec: dict):
     raise ValueError(kind)
 
 
-def run_ours(window: dict, aggregation: str, emit: str, records, *, final_by: str = "suppress") -> list[tuple]:
+def run_ours(window: dict, aggregation: str, emit: str, records, *, final_by: str = "suppress",
+             min_value: int | None = None) -> list[tuple]:
     """Run the aggregation through our TestDriver; every record the table's stream carries, as
     (key, start, end, value). `final_by`: "suppress" (table.suppress_until_window_closes()) or "emit" (emit="final"
-    on the aggregation, count only)."""
+    on the aggregation, count only); `min_value`: filter out smaller (and None) values before grouping."""
     app = streams.App("w-" + uuid.uuid4().hex[:8])
-    src = app.topic("in", key_type=str, value_type=int)
-    win = app.stream(src).group_by_key().windowed_by(windows_of(window))
+    # One partition, as in Kafka Streams' TopologyTestDriver: one task, so one stream time for every key.
+    src = app.topic("in", key_type=str, value_type=int, partitions=1)
+    stream = app.stream(src)
+    if min_value is not None:
+        stream = stream.filter(lambda k, v: v is not None and v >= min_value)
+    win = stream.group_by_key().windowed_by(windows_of(window))
     final = emit == "final"
     if aggregation == "count":
         table = win.count(emit="final") if final and final_by == "emit" else win.count()
@@ -219,7 +225,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hand_computed_case(case: Case):
-    assert_matches(case, run_ours(case.window, case.aggregation, case.emit, case.records))
+    check(case)
 
 
 @pytest.mark.parametrize("aggregation", ["count", "reduce", "aggregate"])
@@ -279,12 +285,27 @@ BRIDGE_COUNT_ALL = Case("session-bridge-count-all", BRIDGE, "count", "all", BRID
     ("A", 20_000, 20_000, 1),
     ("A", 10_000, 12_000, None), ("A", 20_000, 20_000, None), ("A", 10_000, 20_000, 4)), exact_order=False)
 
+# A record with a null key is dropped by the aggregation, and does not move the windows' stream time: A@2000 after
+# it still lands in [0,10000) (grace 0). Kafka Streams' window processors keep their own stream time, the largest
+# timestamp among the records that reach them.
+NULL_KEY_ALL = Case("null-key-all", NO_GRACE | {"size": 10_000}, "count", "all",
+                    (("A", 1, 1_000), (None, 1, 20_000), ("A", 1, 2_000), ("A", 1, 30_000)),
+                    (("A", 0, 10_000, 1), ("A", 0, 10_000, 2), ("A", 30_000, 40_000, 1)))
+# The same through a filter: the record at 20000 is filtered out before the grouping, so it closes nothing.
+FILTERED_FINAL = Case("filtered-out-final", NO_GRACE | {"size": 10_000}, "count", "final",
+                      (("A", 5, 1_000), ("A", 1, 20_000), ("A", 5, 2_000), ("B", 5, 30_000)),
+                      (("A", 0, 10_000, 2),), min_value=3)
+FILTERED_SESSION_ALL = Case("filtered-out-session-all", {"kind": "session", "inactivity_gap": 5_000}, "count", "all",
+                            (("A", 5, 1_000), ("A", 1, 20_000), ("A", 5, 2_000), ("B", 5, 30_000)),
+                            (("A", 1_000, 1_000, 1), ("A", 1_000, 1_000, None), ("A", 1_000, 2_000, 2),
+                             ("B", 30_000, 30_000, 1)), exact_order=False, min_value=3)
+
 RULE_CASES = [LATE_ALL, LATE_FINAL, IN_GRACE_FINAL, AT_END_ALL, AT_END_FINAL, FORWARD_ALL, FORWARD_FINAL,
-              SHARED_TIME_ALL, BRIDGE_COUNT_ALL]
+              SHARED_TIME_ALL, BRIDGE_COUNT_ALL, NULL_KEY_ALL, FILTERED_FINAL, FILTERED_SESSION_ALL]
 
 
 def check(case: Case) -> None:
-    assert_matches(case, run_ours(case.window, case.aggregation, case.emit, case.records))
+    assert_matches(case, run_ours(case.window, case.aggregation, case.emit, case.records, min_value=case.min_value))
 
 
 def test_records_later_than_grace_are_dropped_not_counted():
@@ -310,6 +331,33 @@ def test_stream_time_is_shared_by_all_keys_of_the_task():
     check(SHARED_TIME_ALL)
 
 
+def test_null_keys_are_dropped_and_do_not_move_window_time():
+    check(NULL_KEY_ALL)
+
+
+def test_window_time_comes_from_the_records_that_reach_the_window():
+    check(FILTERED_FINAL)
+    check(FILTERED_SESSION_ALL)
+
+
+def test_stream_time_is_per_task():
+    # Two partitions: A and B hash to partition 0, D to partition 1 (Kafka's murmur2 partitioner). D's record at
+    # 15000 advances only task 1's stream time, so A@2000 still lands in [0,10000); B@15000 (same task as A) then
+    # closes it, and A@3000 is dropped. (Not checked against Kafka Streams: its TopologyTestDriver has one partition.)
+    from aiokafka.partitioner import murmur2
+    assert [(murmur2(k.encode()) & 0x7FFFFFFF) % 2 for k in "ABD"] == [0, 0, 1]
+    from streams import TumblingWindows
+    app = streams.App("w-" + uuid.uuid4().hex[:8])
+    src = app.topic("in", key_type=str, value_type=int, partitions=2)
+    table = app.stream(src).group_by_key().windowed_by(TumblingWindows(size=10.0, grace=5.0)).count()
+    out = []
+    table.to_stream().foreach(lambda wk, v: out.append((wk.key, wk.start, wk.end, v)))
+    with TestDriver(app) as driver:
+        for key, ts in [("A", 1_000), ("D", 15_000), ("A", 2_000), ("B", 15_000), ("A", 3_000)]:
+            driver.pipe("in", key, 1, timestamp=ts)
+    assert out == [("A", 0, 10_000, 1), ("D", 10_000, 20_000, 1), ("A", 0, 10_000, 2), ("B", 10_000, 20_000, 1)]
+
+
 def test_session_merge_retracts_merged_sessions_with_tombstones():
     check(BRIDGE_COUNT_ALL)
     out = run_ours(BRIDGE, "count", "all", BRIDGE_RECORDS[:4])
@@ -322,7 +370,7 @@ def test_session_merge_retracts_merged_sessions_with_tombstones():
 def test_windowed_key_and_timedelta_durations():
     from streams import TumblingWindows, Windowed
     app = streams.App("w-" + uuid.uuid4().hex[:8])
-    src = app.topic("in", key_type=str, value_type=int)
+    src = app.topic("in", key_type=str, value_type=int, partitions=1)
     table = (app.stream(src).group_by_key()
              .windowed_by(TumblingWindows(size=timedelta(seconds=10), grace=timedelta(seconds=5))).count())
     seen = []
