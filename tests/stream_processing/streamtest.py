@@ -1,4 +1,5 @@
-"""Helpers for the streams tests: create topics, produce, consume, read committed offsets, poll a condition."""
+"""Helpers for the streams tests: create topics, produce, consume, read committed offsets, poll a condition, see how
+a group split its partitions."""
 
 from __future__ import annotations
 
@@ -70,3 +71,37 @@ async def eventually(check, timeout: float = 20.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def group_assignment(bootstrap: str, group: str) -> dict[str, list[tuple[str, int]]]:
+    """{member id: its assigned topic-partitions} of a stable group, as the broker tells (DescribeGroups); {} while
+    the group is rebalancing. The members' own view, without reading their logs."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        out = {}
+        for resp in await admin.describe_consumer_groups([group]):
+            for g in resp.groups:
+                if g[1] != group or g[2] != "Stable":
+                    continue
+                for member in g[5]:
+                    member_id, assignment = member[0], member[-1]
+                    decoded = ConsumerProtocolMemberAssignment.decode(assignment) if assignment else None
+                    out[member_id] = sorted((t, p) for t, ps in (decoded.assignment if decoded else []) for p in ps)
+        return out
+    finally:
+        await admin.close()
+
+
+def wait_for_split(bootstrap: str, group: str, members: int, partitions: int, timeout: float = 30) -> dict:
+    """Wait until `members` members each hold their share of `partitions` partitions."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owned = asyncio.run(group_assignment(bootstrap, group))
+        if len(owned) == members and all(len(v) == partitions // members for v in owned.values()):
+            return owned
+        if time.monotonic() > deadline:
+            raise AssertionError(f"group {group} never split {partitions} partitions over {members}: {owned}")
+        time.sleep(0.1)

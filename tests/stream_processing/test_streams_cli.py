@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streamtest import consume, create_topic, produce
+from streamtest import consume, create_topic, produce, wait_for_split
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -173,17 +173,10 @@ def test_two_workers_one_killed_nothing_lost(request, kafka_reference, tmp_path,
 
     a, b = worker(), worker()
     try:
-        # both workers hold tasks once the second join settled: wait for each to log an assignment of 2 tasks
-        deadline = time.monotonic() + 30
-        seen: dict = {a: [], b: []}
-        for p in (a, b):
-            threading.Thread(target=lambda p=p: seen[p].extend(p.stderr), daemon=True).start()
-
-        def ready() -> bool:
-            return all(any("assigned 2 partitions" in line for line in list(lines)) for lines in seen.values())
-        while time.monotonic() < deadline and not ready():
-            time.sleep(0.05)
-        assert ready(), seen
+        for p in (a, b):  # drain their logs so that they never block on a full pipe
+            threading.Thread(target=lambda p=p: p.stderr.read(), daemon=True).start()
+        # both workers hold tasks once the second join settled (the broker says so: 2 members, 2 partitions each)
+        wait_for_split(bootstrap, app_id, 2, 4)
         a.send_signal(signal.SIGKILL)
         a.wait(10)
         records = asyncio.run(consume(bootstrap, out, total, timeout=60))
