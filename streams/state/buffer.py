@@ -35,6 +35,7 @@ class WriteBuffer:
         return len(self._values) + len(self._deleted_ranges)
 
     def get(self, key: bytes) -> bytes | None:
+        """The buffered value (None for a tombstone), else the database's."""
         value = self._values.get(key, _MISSING)
         if value is not _MISSING:
             return value  # type: ignore[return-value]

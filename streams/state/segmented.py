@@ -32,6 +32,7 @@ class SegmentedStore(Store):
 
     @property
     def retention_ms(self) -> int:
+        """How long windows or sessions live behind the observed stream time."""
         return self._segments.retention_ms
 
     @property
@@ -54,11 +55,13 @@ class SegmentedStore(Store):
             self._buffer.delete_range(*dropped)
 
     def flush(self) -> int:
+        """`Store.flush`, and remember the stream time it committed."""
         n = super().flush()
         self._segments.commit()
         return n
 
     def discard(self) -> None:
+        """`Store.discard`, and go back to the stream time of the last commit."""
         super().discard()
         self._segments.rollback()
 

@@ -100,6 +100,7 @@ class Segments:
         return self.observed - self.retention_ms
 
     def segment(self, t: int) -> int:
+        """The segment id of time `t`."""
         return t // self.interval_ms
 
     def prefix(self, segment: int) -> bytes:
@@ -112,6 +113,7 @@ class Segments:
         return prefix
 
     def observe(self, t: int) -> None:
+        """Stream time moves forward only."""
         if t > self.observed:
             self.observed = t
 
