@@ -5,26 +5,38 @@
 
 For programs without an event loop, `EmbeddedBroker(...).start_in_thread()` runs it on a background thread and
 `stop_thread()` stops it.
+
+One broker owns a data directory at a time: a second `start()` on it raises `DirectoryLocked` (naming the holder's
+pid). `EmbeddedBroker.running_address(data_dir)` finds the live broker of a directory, so that workers can share it
+instead of starting another; `port=None` restarts a directory's broker on the port it had before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
+from . import address
 from .broker import Broker
 from .config import BrokerConfig
 from .dirlock import DirectoryLock, DirectoryLocked, is_locked, read_holder
 from .server import KafkaServer
 
+log = logging.getLogger(__name__)
+
 __all__ = ["BrokerConfig", "DirectoryLock", "DirectoryLocked", "EmbeddedBroker", "is_locked", "read_holder"]
 
 
 class EmbeddedBroker:
-    """A broker with its log under `data_dir`, listening on host:port (0 picks a free port)."""
+    """A broker with its log under `data_dir`, listening on host:port.
 
-    def __init__(self, data_dir: str = "./broker-data", port: int = 0, host: str = "127.0.0.1",
+    `port=0` picks any free port; `port=None` reuses the port this directory's broker listened on last time when
+    it is free (else picks a free one). Raises ValueError for a bad setting, such as a `data_dir` that is a file.
+    """
+
+    def __init__(self, data_dir: str = "./broker-data", port: int | None = 0, host: str = "127.0.0.1",
                  **settings: Any) -> None:
         self.config = BrokerConfig(data_dir=data_dir, host=host, port=port, **settings)
         self.broker: Broker | None = None
@@ -43,18 +55,58 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"{self.config.host}:{self.port}"
 
+    @staticmethod
+    def running_address(data_dir: str) -> str | None:
+        """"host:port" of the live broker (in any process) that holds `data_dir`, else None.
+
+        None also while that broker is still starting (it publishes its address once it listens): a caller whose
+        own start then fails with DirectoryLocked should ask again shortly.
+        """
+        return address.running_address(data_dir)
+
     async def start(self) -> "EmbeddedBroker":
-        self.broker = Broker(self.config)
-        await self.broker.start()
-        self.server = KafkaServer(self.broker, self.config.host, self.config.port)
+        """Take the data directory, load it and listen. Raises DirectoryLocked if another broker holds the
+        directory, NotADirectoryError if it is a file, OSError if the port cannot be bound."""
+        broker = Broker(self.config)
+        await broker.start()
+        self.server = None
         try:
-            await self.server.start()
+            self.server = await self._listen(broker)
+            address.remember_port(self.config.data_dir, self.server.port)
+            try:
+                broker.lock.publish(host=self.config.host, port=self.server.port)
+            except OSError as exc:  # a full disk: the broker works, only running_address cannot find it
+                log.warning("cannot publish the broker address in %s: %s", self.config.data_dir, exc)
         except BaseException:
-            await self.broker.stop()
+            if self.server is not None:
+                await self.server.stop()
+                self.server = None
+            await broker.stop()
             raise
+        self.broker = broker
         return self
 
+    async def _listen(self, broker: Broker) -> KafkaServer:
+        port = self.config.port
+        if port is not None:
+            server = KafkaServer(broker, self.config.host, port)
+            await server.start()
+            return server
+        remembered = address.last_port(self.config.data_dir)
+        if remembered:
+            server = KafkaServer(broker, self.config.host, remembered)
+            try:
+                await server.start()
+                return server
+            except OSError as exc:  # taken meanwhile (or no longer allowed): any free port will do
+                log.info("port %d of %s is not available (%s); picking a free one", remembered,
+                         self.config.data_dir, exc.strerror)
+        server = KafkaServer(broker, self.config.host, 0)
+        await server.start()
+        return server
+
     async def stop(self) -> None:
+        """Stop listening, flush and close the log, and give the data directory up."""
         if self.server is not None:
             await self.server.stop()
         if self.broker is not None:

@@ -10,6 +10,7 @@ import logging
 import time
 
 from .config import BrokerConfig
+from .dirlock import DirectoryLock
 from .coordinator.group_coordinator import GroupCoordinator
 from .coordinator.offsets import OffsetStore
 from .coordinator.producers import ProducerStates
@@ -30,6 +31,8 @@ class Broker:
 
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
+        # One broker per data directory, for its whole life: two would interleave appends and corrupt the log.
+        self.lock = DirectoryLock(config.data_dir, "broker data")
         self.topics = TopicRegistry(config)
         self.flusher = GroupCommitFlusher()
         self._background: list[asyncio.Task] = []
@@ -55,21 +58,37 @@ class Broker:
         self.services += [self.retention, self.cleaner]
 
     async def start(self) -> None:
+        """Take the data directory (DirectoryLocked if another broker has it), load it, start the services."""
         started = time.monotonic()
-        await asyncio.to_thread(self.topics.load)
-        for service in self.services:
-            await service.start()
+        self.lock.acquire()  # before reading anything: what another live broker writes is not ours to read
+        running: list = []
+        try:
+            await asyncio.to_thread(self.topics.load)
+            for service in self.services:
+                await service.start()
+                running.append(service)
+        except BaseException:
+            for service in reversed(running):
+                await service.stop()
+            await self.flusher.drain()
+            self.topics.close()
+            self.lock.release()
+            raise
         self._background.append(asyncio.create_task(self._flush_by_time()))
         log.info("broker loaded %d topics in %.2fs", len(self.topics.topics), time.monotonic() - started)
 
     async def stop(self) -> None:
-        for task in self._background:
-            await cancel_and_wait(task)
-        self._background.clear()
-        for service in reversed(self.services):
-            await service.stop()
-        await self.flusher.drain()
-        self.topics.close()
+        """Stop the services, flush and close every log, then give the data directory up."""
+        try:
+            for task in self._background:
+                await cancel_and_wait(task)
+            self._background.clear()
+            for service in reversed(self.services):
+                await service.stop()
+            await self.flusher.drain()
+            self.topics.close()
+        finally:
+            self.lock.release()
 
     def get_or_create_topic(self, name: str, auto_create: bool) -> Topic | None:
         """The topic named `name`, created with the default partition count when allowed and enabled."""
@@ -80,7 +99,9 @@ class Broker:
 
     def delete_topic(self, name: str) -> Topic:
         """Delete a topic and its logs, then let the coordinators forget what they hold for it."""
-        topic = self.topics.delete(name)
+        # Its partitions leave the flush queue before their files close: an fsync queued for a closed (or reused)
+        # descriptor would otherwise fail, and with it the produce requests waiting on it.
+        topic = self.topics.delete(name, forget=self.flusher.forget)
         for hook in self.on_topic_deleted:
             hook(topic.name)
         return topic
@@ -107,4 +128,4 @@ class Broker:
                     continue
                 for plog in topic.logs:
                     if plog.unflushed_messages and (now - plog.last_flush) * 1000 >= plog.config.flush_ms:
-                        self.flusher.flush(plog)
+                        self.flusher.request(plog)

@@ -9,7 +9,8 @@ import os
 import signal
 import sys
 
-from . import EmbeddedBroker
+from . import DirectoryLocked, EmbeddedBroker
+from .server import CannotListen
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +65,8 @@ _BROKER_SETTINGS = {
 
 
 def _check_data_dir(path: str) -> str | None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"cannot use data dir {path}: it is a file, not a directory"
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
@@ -117,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(_serve(broker))
-    except OSError as exc:
+    except DirectoryLocked as exc:  # names the directory and the process that holds it
+        print(f"broker-embedded: error: {exc}", file=sys.stderr)
+        return 2
+    except CannotListen as exc:
         print(f"broker-embedded: error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the data directory became unusable (removed, replaced by a file, not readable)
+        print(f"broker-embedded: error: cannot use data dir {args.data_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable
@@ -140,7 +141,8 @@ class BrokerConfig:
 
     data_dir: str = "./broker-data"
     host: str = "127.0.0.1"
-    port: int = 9092
+    # None: the port this data directory's broker used last time if it is free, else any free port; 0: any.
+    port: int | None = 9092
     node_id: int = 1
     cluster_id: str = ""
     auto_create_topics: bool = True  # auto.create.topics.enable
@@ -173,8 +175,10 @@ class BrokerConfig:
             self.cluster_id = uuid.uuid4().hex[:22]
         if self.default_partitions < 1:
             raise ValueError(f"default_partitions must be >= 1, got {self.default_partitions}")
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be None or in 0..65535, got {self.port}")
+        if os.path.exists(self.data_dir) and not os.path.isdir(self.data_dir):
+            raise ValueError(f"data_dir {self.data_dir!r} is a file, not a directory")
         if not self.log_cleaner_io_max_bytes_per_second > 0:
             raise ValueError("log_cleaner_io_max_bytes_per_second must be > 0, "
                              f"got {self.log_cleaner_io_max_bytes_per_second}")

@@ -15,12 +15,17 @@ import errno
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 __all__ = ["DirectoryLock", "DirectoryLocked"]
 
 LOCK_FILE = ".lock"
+# How long `acquire` keeps trying while the lock is only held shared, by an `is_locked` probe (a probe holds it
+# for microseconds; the bound keeps two starters that probe each other from spinning forever).
+PROBE_WAIT_S = 1.0
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 
 class DirectoryLocked(RuntimeError):
@@ -56,6 +61,8 @@ class DirectoryLock:
         return self._fd is not None
 
     def acquire(self) -> "DirectoryLock":
+        """Take the lock, or raise `DirectoryLocked` at once if a live owner holds it (NotADirectoryError if the
+        path is a file)."""
         if self._fd is not None:
             return self
         if self.directory.exists() and not self.directory.is_dir():
@@ -63,14 +70,16 @@ class DirectoryLock:
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+            _lock_exclusive(fd, self.directory, self.what)
+        except BaseException:
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise DirectoryLocked(self.directory, self.what, read_holder(self.directory)) from None
             raise
         self._fd = fd
-        self.publish()
+        self._info = {}
+        try:
+            self.publish()
+        except OSError:  # a full disk: the lock still holds; only the holder's name is missing
+            pass
         return self
 
     def publish(self, **info: Any) -> None:
@@ -79,8 +88,10 @@ class DirectoryLock:
             raise RuntimeError("the lock is not held")
         self._info.update(info)
         data = json.dumps({"pid": os.getpid(), **self._info}).encode()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, data, 0)
+        # Overwrite in place, padding with blanks (valid JSON whitespace) over a longer old text, so that a
+        # concurrent `read_holder` sees the old document or the new one, never an empty file.
+        old_size = os.fstat(self._fd).st_size
+        os.pwrite(self._fd, data.ljust(old_size), 0)
 
     def release(self) -> None:
         if self._fd is None:
@@ -96,6 +107,39 @@ class DirectoryLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _lock_exclusive(fd: int, directory: Path, what: str) -> None:
+    """flock `fd` exclusively. A live owner holds its lock exclusively: fail at once. A shared holder is an
+    `is_locked` probe: try again for a moment rather than refuse a start because someone looked."""
+    deadline = time.monotonic() + PROBE_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in _BUSY:
+                raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in _BUSY:
+                raise
+            raise DirectoryLocked(directory, what, _holder(directory)) from None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        if time.monotonic() >= deadline:
+            raise DirectoryLocked(directory, what, _holder(directory))
+        time.sleep(0.002)
+
+
+def _holder(directory: Path) -> dict[str, Any]:
+    """The holder's record; a holder that has just taken the lock writes its pid a moment later."""
+    for _ in range(10):
+        holder = read_holder(directory)
+        if holder.get("pid"):
+            break
+        time.sleep(0.005)
+    return holder
 
 
 def read_holder(directory: str | os.PathLike) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .config import BrokerConfig, InvalidConfig, log_config, validate_topic_configs
 from .log.durable import write_atomically
@@ -97,13 +98,15 @@ class TopicRegistry:
             self.topics[topic.name] = topic
             self.by_id[topic.topic_id] = topic
 
-    def save(self) -> None:
+    def save(self, topics: list[Topic] | None = None) -> None:
+        """Write the topics (default: the current ones) durably. Changes are saved before memory changes, so that
+        a failed save (a full disk) leaves both as they were."""
         doc = {
             "cluster_id": self.config.cluster_id,
             "topics": [
                 {"name": t.name, "id": str(t.topic_id), "partitions": t.partitions, "configs": t.configs,
                  "internal": t.internal}
-                for t in self.topics.values()
+                for t in (self.topics.values() if topics is None else topics)
             ],
         }
         write_atomically(os.path.join(self.data_dir, METADATA_FILE), json.dumps(doc))
@@ -141,20 +144,29 @@ class TopicRegistry:
                internal: bool = False) -> Topic:
         overrides = self.validate_new(name, partitions, configs or {})
         topic = Topic(name, uuid.uuid4(), partitions, overrides, internal=internal)
-        self._open_logs(topic)
+        try:
+            self._open_logs(topic)
+            self.save([*self.topics.values(), topic])
+        except OSError:
+            _remove_logs(topic.logs)
+            raise
         self.topics[name] = topic
         self.by_id[topic.topic_id] = topic
-        self.save()
         log.info("created topic %s with %d partitions %s", name, partitions, overrides or "")
         return topic
 
-    def delete(self, name: str) -> Topic:
-        topic = self.topics.pop(name, None)
+    def delete(self, name: str, forget: Callable[[PartitionLog], None] | None = None) -> Topic:
+        """Remove a topic from the metadata, then `forget` each of its partitions (the flusher drops them), then
+        delete their files."""
+        topic = self.topics.get(name)
         if topic is None:
             raise UnknownTopic(f"Topic '{name}' does not exist.")
+        self.save([t for t in self.topics.values() if t is not topic])
+        del self.topics[name]
         self.by_id.pop(topic.topic_id, None)
-        self.save()
         for plog in topic.logs:
+            if forget is not None:
+                forget(plog)
             plog.delete()
         log.info("deleted topic %s", name)
         return topic
@@ -171,9 +183,16 @@ class TopicRegistry:
             raise InvalidPartitions(f"Number of partitions must be at most {MAX_PARTITIONS}, got {count}.")
         if validate_only:
             return
+        before = topic.partitions
         topic.partitions = count
-        self._open_logs(topic)
-        self.save()
+        try:
+            self._open_logs(topic)
+            self.save()
+        except OSError:
+            _remove_logs(topic.logs[before:])
+            del topic.logs[before:]
+            topic.partitions = before
+            raise
 
     def set_configs(self, name: str, overrides: dict[str, str], validate_only: bool = False) -> None:
         """Replace a topic's overrides (validated) and apply them to its open logs."""
@@ -183,16 +202,29 @@ class TopicRegistry:
         checked = validate_topic_configs(overrides)
         if validate_only:
             return
-        topic.configs = checked
+        before, topic.configs = topic.configs, checked
+        try:
+            self.save()
+        except OSError:
+            topic.configs = before
+            raise
         cfg = log_config(topic.configs, self.config.topic_defaults)
         for plog in topic.logs:
             plog.config = cfg
-        self.save()
 
     def close(self) -> None:
         for topic in self.topics.values():
             for plog in topic.logs:
                 plog.close()
+
+
+def _remove_logs(logs: list[PartitionLog]) -> None:
+    """Undo the logs opened for a change whose metadata could not be saved (best effort: the disk is full)."""
+    for plog in logs:
+        try:
+            plog.delete()
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", plog.directory, exc)
 
 
 __all__ = [

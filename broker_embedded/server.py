@@ -24,6 +24,10 @@ MAX_IN_FLIGHT = 100
 _CLOSE = object()
 
 
+class CannotListen(OSError):
+    """The server's address cannot be bound (in use, not local, not permitted); `strerror` says why."""
+
+
 class KafkaServer:
     """Serves the Kafka protocol for one `Broker` on host:port (port 0 picks a free one)."""
 
@@ -36,7 +40,10 @@ class KafkaServer:
         self._connections: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=1 << 20)
+        try:
+            self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=1 << 20)
+        except OSError as exc:
+            raise CannotListen(exc.errno, exc.strerror or str(exc)) from exc
         self.port = self._server.sockets[0].getsockname()[1]
         self.broker.advertised_port = self.port
 

@@ -54,7 +54,7 @@ def create_topics(ctx: RequestContext, req):
                   config_source=1 if name in checked else 5, is_sensitive=False)
                 for name, d in TOPIC_CONFIGS.items()
             )
-        except (KafkaError, TopicError, ValueError) as exc:
+        except (KafkaError, TopicError, ValueError, OSError) as exc:
             code, message = error_code(exc), str(exc)
             partitions, rf, configs = -1, -1, ()
         results.append(r("CreatableTopicResult", name=t.name, topic_id=topic_id, error_code=code,
@@ -85,7 +85,7 @@ def delete_topics(ctx: RequestContext, req):
                 if name.startswith("__"):
                     raise KafkaError(ErrorCode.invalid_topic_exception, f"Internal topic {name} cannot be deleted.")
                 topic_id = ctx.broker.delete_topic(name).topic_id
-            except (KafkaError, TopicError) as exc:
+            except (KafkaError, TopicError, OSError) as exc:
                 code, message = error_code(exc), str(exc)
         results.append(r("DeletableTopicResult", name=name, topic_id=topic_id, error_code=code, error_message=message))
     return r("DeleteTopicsResponse", throttle_time=ZERO_MS, responses=tuple(results))
@@ -103,7 +103,7 @@ def create_partitions(ctx: RequestContext, req):
                 raise KafkaError(ErrorCode.invalid_replica_assignment,
                                  "Increasing the number of partitions by a different amount than the number of assignments.")
             ctx.broker.topics.add_partitions(t.name, t.count, validate_only=req.validate_only)
-        except (KafkaError, TopicError) as exc:
+        except (KafkaError, TopicError, OSError) as exc:
             code, message = error_code(exc), str(exc)
         results.append(r("CreatePartitionsTopicResult", name=t.name, error_code=code, error_message=message))
     return r("CreatePartitionsResponse", throttle_time=ZERO_MS, results=tuple(results))

@@ -69,7 +69,7 @@ def _apply(ctx: RequestContext, res, validate_only: bool, compute) -> tuple[Erro
         if len(names) != len(set(names)):
             raise KafkaError(ErrorCode.invalid_request, "Error due to duplicate config keys")
         ctx.broker.topics.set_configs(topic.name, compute(dict(topic.configs), res.configs), validate_only)
-    except (KafkaError, TopicError, InvalidConfig) as exc:
+    except (KafkaError, TopicError, InvalidConfig, OSError) as exc:
         return error_code(exc), str(exc)
     return ErrorCode.none, None
 

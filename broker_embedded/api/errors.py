@@ -30,6 +30,8 @@ def error_code(exc: BaseException) -> ErrorCode:
     for kind, code in _BY_TYPE:
         if isinstance(exc, kind):
             return code
+    if isinstance(exc, OSError):  # the data directory cannot take the change (a full disk)
+        return ErrorCode.kafka_storage_error
     return ErrorCode.unknown_server_error
 
 

@@ -34,7 +34,7 @@ async def offset_commit(ctx: RequestContext, req):
     limit = broker.config.offset_metadata_max_bytes
     ts = now_ms()
     accepted: dict[tuple[str, int], OffsetValue] = {}
-    topics = []
+    codes: list[tuple[str | None, object, list[tuple[int, ErrorCode]]]] = []
     for t in req.topics:
         name = _topic_name(ctx, t)
         parts = []
@@ -51,12 +51,22 @@ async def offset_commit(ctx: RequestContext, req):
                     accepted[(name, p.partition_index)] = OffsetValue(
                         p.committed_offset, getattr(p, "committed_leader_epoch", -1),
                         p.committed_metadata if p.committed_metadata is not None else "", ts)
-            parts.append(r("OffsetCommitResponsePartition", partition_index=p.partition_index, error_code=code))
-        topics.append(r("OffsetCommitResponseTopic", name=name or "", topic_id=getattr(t, "topic_id", None),
-                        partitions=tuple(parts)))
+            parts.append((p.partition_index, code))
+        codes.append((name, getattr(t, "topic_id", None), parts))
+    write_error = None
     if accepted:
-        await broker.offsets.commit(req.group_id, accepted)
-    return r("OffsetCommitResponse", throttle_time=ZERO_MS, topics=tuple(topics))
+        try:
+            await broker.offsets.commit(req.group_id, accepted)
+        except KafkaError as exc:  # the offsets log cannot be written (a full disk): the client retries
+            write_error = exc.code
+    topics = tuple(
+        r("OffsetCommitResponseTopic", name=name or "", topic_id=topic_id, partitions=tuple(
+            r("OffsetCommitResponsePartition", partition_index=index,
+              error_code=write_error if write_error is not None and (name, index) in accepted else code)
+            for index, code in parts))
+        for name, topic_id, parts in codes
+    )
+    return r("OffsetCommitResponse", throttle_time=ZERO_MS, topics=topics)
 
 
 @handles(9, 1, 10)
@@ -145,7 +155,10 @@ async def offset_delete(ctx: RequestContext, req):
                 deletable.append((t.name, p.partition_index))
             parts.append(r("OffsetDeleteResponsePartition", partition_index=p.partition_index, error_code=code))
         topics.append(r("OffsetDeleteResponseTopic", name=t.name, partitions=tuple(parts)))
-    written = broker.offsets.delete(req.group_id, deletable)
-    if written is not None:
-        await written
+    try:
+        written = broker.offsets.delete(req.group_id, deletable)
+        if written is not None:
+            await written
+    except KafkaError as exc:  # the offsets log cannot be written: nothing was deleted
+        return r("OffsetDeleteResponse", error_code=exc.code, throttle_time=ZERO_MS, topics=())
     return r("OffsetDeleteResponse", error_code=ErrorCode.none, throttle_time=ZERO_MS, topics=tuple(topics))

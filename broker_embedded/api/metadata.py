@@ -41,7 +41,7 @@ def metadata(ctx: RequestContext, req):
             try:
                 check_topic_name(name)
                 topic = broker.get_or_create_topic(name, auto)
-            except TopicError as exc:
+            except (TopicError, OSError) as exc:  # OSError: auto-creation met a full disk
                 topics.append(_topic_error(r, error_code(exc), name, NO_TOPIC_ID))
                 continue
             if topic is None:

@@ -8,6 +8,7 @@ import datetime
 from kio.schema.errors import ErrorCode
 
 from ..log.batch import InvalidBatch, split_batches
+from ..log.partition import LogDeleted
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
 from .errors import KafkaError, error_code
@@ -45,6 +46,12 @@ async def produce(ctx: RequestContext, req):
             except (InvalidBatch, KafkaError) as exc:
                 result["error_code"], result["error_message"] = error_code(exc), str(exc)
                 continue
+            except OSError as exc:
+                # A full disk (or failing one): nothing of the payload stays in the log (the segment cuts a failed
+                # append back), so a retry cannot duplicate it. Kafka would take the log dir offline; this node
+                # stays up and answers per request until space returns.
+                result["error_code"], result["error_message"] = ErrorCode.kafka_storage_error, _storage(exc)
+                continue
             if plog.config.log_append_time:
                 result["log_append_time"] = datetime.datetime.fromtimestamp(
                     batches[0][1].max_timestamp / 1000, datetime.UTC)
@@ -52,12 +59,14 @@ async def produce(ctx: RequestContext, req):
             if durable:
                 waits.append((broker.flusher.flush(plog), result))
             elif plog.unflushed_messages >= plog.config.flush_messages:
-                broker.flusher.flush(plog)
+                broker.flusher.request(plog)
         results.append((td.name, parts))
     for fut, result in waits:
         try:
             await fut
-        except OSError as exc:  # not on disk: the client must not take it as acknowledged
+        except LogDeleted as exc:  # the topic was deleted while the batch waited for its fsync
+            result.update(error_code=ErrorCode.unknown_topic_or_partition, error_message=str(exc), base_offset=-1)
+        except Exception as exc:  # not on disk: the client must not take it as acknowledged
             result.update(error_code=ErrorCode.kafka_storage_error, error_message=f"fsync failed: {exc}",
                           base_offset=-1)
     if acks == 0:
@@ -69,3 +78,7 @@ async def produce(ctx: RequestContext, req):
         for name, parts in results
     )
     return r("ProduceResponse", responses=topics, throttle_time=ZERO_MS)
+
+
+def _storage(exc: OSError) -> str:
+    return f"cannot write to the log: {exc.strerror or exc}"

@@ -475,9 +475,10 @@ class GroupCoordinator:
             raise KafkaError(ErrorCode.group_id_not_found, f"Group {group_id} not found.")
         if not group.is_(EMPTY):
             raise KafkaError(ErrorCode.non_empty_group, f"Group {group_id} is not empty.")
+        written = self.offsets.delete_group(group_id)  # first: if the log cannot take it, the group stays
         group.transition(DEAD)
         del self.groups[group_id]
-        return self.offsets.delete_group(group_id)
+        return written
 
     def listed(self) -> list[Group]:
         self.offsets.check_loaded()

@@ -138,11 +138,19 @@ class OffsetStore:
     # ---- writing ----
 
     def _append(self, records: list[tuple[bytes, bytes | None]], **batch: int) -> asyncio.Future:
-        """Append records as one batch to the topic; the future resolves when they are durable."""
+        """Append records as one batch to the topic; the future resolves when they are durable.
+
+        Callers append before they change the in-memory state, so that a write that fails (a full disk) leaves
+        memory as the log says. Raises KafkaError(NOT_COORDINATOR) if the append fails, and the future fails with
+        it if the fsync does: what Kafka answers when its offsets log cannot be written, and clients retry on it.
+        """
         data = bytearray(build_batch([(k, v, (), None) for k, v in records], **batch))
-        self._plog.append(data, split_batches(data))
+        try:
+            self._plog.append(data, split_batches(data))
+        except OSError as exc:
+            raise _unavailable(exc) from exc
         if self.broker.config.flush_on_ack:
-            return self.broker.flusher.flush(self._plog)
+            return _durable(self.broker.flusher.flush(self._plog))
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -150,8 +158,9 @@ class OffsetStore:
     def commit(self, group: str, offsets: dict[TopicPartition, OffsetValue]) -> asyncio.Future:
         """Store committed offsets of `group`; visible at once, durable when the future resolves."""
         self.check_loaded()
+        written = self._append([(offset_key(group, t, p), offset_value(v)) for (t, p), v in offsets.items()])
         self.offsets.setdefault(group, {}).update(offsets)
-        return self._append([(offset_key(group, t, p), offset_value(v)) for (t, p), v in offsets.items()])
+        return written
 
     def fetch(self, group: str) -> dict[TopicPartition, OffsetValue]:
         """The committed offsets of `group` (empty if it has none)."""
@@ -160,10 +169,13 @@ class OffsetStore:
 
     def delete(self, group: str, partitions: list[TopicPartition]) -> asyncio.Future | None:
         """Forget committed offsets (tombstones); None when there was nothing to delete."""
-        gone = self._drop(group, partitions)
+        stored = self.offsets.get(group, {})
+        gone = [tp for tp in dict.fromkeys(partitions) if tp in stored]
         if not gone:
             return None
-        return self._append([(offset_key(group, t, p), None) for t, p in gone])
+        written = self._append([(offset_key(group, t, p), None) for t, p in gone])
+        self._drop(group, gone)
+        return written
 
     def _drop(self, group: str, partitions: list[TopicPartition]) -> list[TopicPartition]:
         stored = self.offsets.get(group)
@@ -175,15 +187,33 @@ class OffsetStore:
         return gone
 
     def write_group(self, group_id: str, value: GroupValue | None) -> asyncio.Future:
-        """Store a group's metadata (None writes its tombstone)."""
-        return self._append([(group_key(group_id), group_value(value) if value is not None else None)])
+        """Store a group's metadata (None writes its tombstone). Best effort: the group lives in memory, the
+        record only lets a restart find it; a failed write is logged and the future still resolves."""
+        try:
+            written = self._append([(group_key(group_id), group_value(value) if value is not None else None)])
+        except KafkaError as exc:
+            log.warning("cannot store the metadata of group %s: %s", group_id, exc)
+            written = asyncio.get_running_loop().create_future()
+            written.set_result(None)
+            return written
+        done = asyncio.get_running_loop().create_future()
+
+        def settle(fut: asyncio.Future) -> None:
+            if fut.exception() is not None:
+                log.warning("cannot store the metadata of group %s: %s", group_id, fut.exception())
+            if not done.done():
+                done.set_result(None)
+
+        written.add_done_callback(settle)
+        return done
 
     def delete_group(self, group_id: str) -> asyncio.Future:
         """Tombstones for a deleted group: its offsets and its metadata."""
-        stored = self.offsets.pop(group_id, {})
-        records = [(offset_key(group_id, t, p), None) for t, p in stored]
+        records = [(offset_key(group_id, t, p), None) for t, p in self.offsets.get(group_id, {})]
         records.append((group_key(group_id), None))
-        return self._append(records)
+        written = self._append(records)
+        self.offsets.pop(group_id, None)
+        return written
 
     def on_topic_deleted(self, topic: str) -> None:
         """Offsets of a deleted topic go away with it (hooked into `broker.on_topic_deleted`)."""
@@ -191,7 +221,15 @@ class OffsetStore:
             self._after_load.append(lambda: self.on_topic_deleted(topic))
             return
         for group in list(self.offsets):
-            self.delete(group, [tp for tp in self.offsets[group] if tp[0] == topic])
+            gone = [tp for tp in self.offsets[group] if tp[0] == topic]
+            try:
+                written = self.delete(group, gone)
+                if written is not None:
+                    written.add_done_callback(_log_failure)
+            except KafkaError as exc:
+                # Forget them anyway: a topic recreated under the same name must not resume at stale offsets.
+                log.warning("cannot write the tombstones of %s's offsets of deleted topic %s: %s", group, topic, exc)
+                self._drop(group, gone)
         for staged in self.pending.values():
             for parts in staged.values():
                 for tp in [tp for tp in parts if tp[0] == topic]:
@@ -210,9 +248,10 @@ class OffsetStore:
         self.check_loaded()
         ts = now_ms()
         values = {tp: OffsetValue(o, e, m if m is not None else "", ts) for tp, (o, e, m) in offsets.items()}
+        written = self._append([(offset_key(group, t, p), offset_value(v)) for (t, p), v in values.items()],
+                               attributes=TRANSACTIONAL, producer_id=producer_id, producer_epoch=producer_epoch)
         self.pending.setdefault(producer_id, {}).setdefault(group, {}).update(values)
-        return self._append([(offset_key(group, t, p), offset_value(v)) for (t, p), v in values.items()],
-                            attributes=TRANSACTIONAL, producer_id=producer_id, producer_epoch=producer_epoch)
+        return written
 
     def complete_txn_offsets(self, producer_id: int, commit: bool, producer_epoch: int = 0,
                              coordinator_epoch: int = 0) -> asyncio.Future:
@@ -227,10 +266,11 @@ class OffsetStore:
         if producer_id not in self.pending:
             done.set_result(None)
             return done
+        written = self._append([control_record(COMMIT if commit else ABORT, coordinator_epoch)],
+                               attributes=TRANSACTIONAL | CONTROL, producer_id=producer_id,
+                               producer_epoch=producer_epoch)
         self._settle(producer_id, commit)
-        return self._append([control_record(COMMIT if commit else ABORT, coordinator_epoch)],
-                            attributes=TRANSACTIONAL | CONTROL, producer_id=producer_id,
-                            producer_epoch=producer_epoch)
+        return written
 
     def _settle(self, producer_id: int, commit: bool) -> None:
         staged = self.pending.pop(producer_id, None)
@@ -245,6 +285,31 @@ class OffsetStore:
 
     def has_pending_txn_group(self, group: str) -> bool:
         return any(group in staged for staged in self.pending.values())
+
+
+def _unavailable(exc: BaseException) -> KafkaError:
+    return KafkaError(ErrorCode.not_coordinator, f"cannot write {TOPIC}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _durable(flushed: asyncio.Future) -> asyncio.Future:
+    """`flushed`, with a failed fsync turned into the error clients retry on."""
+    done = asyncio.get_running_loop().create_future()
+
+    def settle(fut: asyncio.Future) -> None:
+        if done.done():
+            return
+        if fut.exception() is not None:
+            done.set_exception(_unavailable(fut.exception()))
+        else:
+            done.set_result(None)
+
+    flushed.add_done_callback(settle)
+    return done
+
+
+def _log_failure(fut: asyncio.Future) -> None:
+    if fut.exception() is not None:
+        log.warning("%s", fut.exception())
 
 
 def _whole_batches(data: bytes):

@@ -12,6 +12,7 @@ Ongoing is aborted with a bumped epoch, which fences its producer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import logging
@@ -24,6 +25,7 @@ from kio.schema.errors import ErrorCode
 
 from ..errors import KafkaError
 from ..log.batch import HEADER_SIZE, parse_header, split_batches
+from ..log.partition import LogDeleted
 from ..log.records import build_batch, iter_records
 from .producers import ProducerIdAllocator
 from ..background import cancel_and_wait
@@ -86,6 +88,9 @@ class TransactionCoordinator:
         self.ids = ProducerIdAllocator(broker.config.data_dir)
         self.txns: dict[str, TxnMetadata] = {}
         self.by_producer: dict[int, TxnMetadata] = {}
+        # A copy of what `__transaction_state` says of each id: a write that fails (a full disk) puts the
+        # in-memory state back to it, so that memory never runs ahead of the log.
+        self._persisted: dict[str, TxnMetadata] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._task: asyncio.Task | None = None
 
@@ -134,15 +139,38 @@ class TransactionCoordinator:
                 offset = header.next_offset
                 pos += header.size
         self.by_producer = {m.producer_id: m for m in self.txns.values()}
+        self._persisted = {tid: _copy(m) for tid, m in self.txns.items()}
         self._state_log = plog
 
     async def _persist(self, meta: TxnMetadata) -> None:
-        """Write the state of `meta` to `__transaction_state` and wait until it is on disk."""
+        """Write the state of `meta` to `__transaction_state` and wait until it is on disk.
+
+        If the write or its fsync fails, `meta` goes back to its last persisted state (an id never persisted is
+        forgotten) and KafkaError(NOT_COORDINATOR) is raised, which is what Kafka answers when it cannot write its
+        transaction log; clients retry on it.
+        """
         meta.updated_ms = _now_ms()
         data = bytearray(build_batch([(meta.transactional_id.encode(), meta.to_json(), None, None)]))
-        self._state_log.append(data, split_batches(data))
-        self.by_producer[meta.producer_id] = meta
-        await self.broker.flusher.flush(self._state_log)
+        try:
+            self._state_log.append(data, split_batches(data))
+            self.by_producer[meta.producer_id] = meta
+            await self.broker.flusher.flush(self._state_log)
+        except OSError as exc:
+            self._revert(meta)
+            raise KafkaError(ErrorCode.not_coordinator,
+                             f"cannot write {TOPIC}: {exc.strerror or exc}") from exc
+        self._persisted[meta.transactional_id] = _copy(meta)
+
+    def _revert(self, meta: TxnMetadata) -> None:
+        tid = meta.transactional_id
+        saved = self._persisted.get(tid)
+        if saved is None:
+            if self.txns.get(tid) is meta:
+                del self.txns[tid]
+        else:
+            for f in dataclasses.fields(TxnMetadata):
+                setattr(meta, f.name, getattr(_copy(saved), f.name))
+        self.by_producer = {m.producer_id: m for m in self.txns.values()}
 
     # ---- requests ----
 
@@ -154,14 +182,14 @@ class TransactionCoordinator:
         producer instance is fenced.
         """
         if not tid:
-            return self.ids.allocate(), 0
+            return self._allocate_id(), 0
         if not 0 < timeout_ms <= self.max_timeout_ms:
             raise KafkaError(ErrorCode.invalid_transaction_timeout,
                              f"transaction timeout {timeout_ms} ms is not in 1..{self.max_timeout_ms}")
         async with self._locks[tid]:
             meta = self.txns.get(tid)
             if meta is None:
-                meta = TxnMetadata(tid, self.ids.allocate(), 0, timeout_ms)
+                meta = TxnMetadata(tid, self._allocate_id(), 0, timeout_ms)
                 self.txns[tid] = meta
                 await self._persist(meta)
                 return meta.producer_id, meta.producer_epoch
@@ -183,11 +211,17 @@ class TransactionCoordinator:
             await self._persist(meta)
             return meta.producer_id, meta.producer_epoch
 
+    def _allocate_id(self) -> int:
+        try:
+            return self.ids.allocate()
+        except OSError as exc:  # the id block cannot be reserved on disk (a full disk)
+            raise KafkaError(ErrorCode.not_coordinator, f"cannot reserve producer ids: {exc.strerror or exc}") from exc
+
     def _bump(self, meta: TxnMetadata) -> None:
         """A new epoch; when epochs run out, a new producer id with epoch 0."""
         self.by_producer.pop(meta.producer_id, None)
         if meta.producer_epoch >= MAX_EPOCH - 1:
-            meta.producer_id, meta.producer_epoch = self.ids.allocate(), 0
+            meta.producer_id, meta.producer_epoch = self._allocate_id(), 0
         else:
             meta.producer_epoch += 1
         self.by_producer[meta.producer_id] = meta
@@ -267,15 +301,24 @@ class TransactionCoordinator:
         """Write the markers of a prepared transaction, settle its offsets, record it complete."""
         commit = meta.state == PREPARE_COMMIT
         waits = []
+        failed: list[BaseException] = []
         for topic, partition in sorted(meta.partitions):
             plog = self.broker.partition(topic, partition)
             if plog is None:
                 continue  # the topic was deleted meanwhile
-            self.broker.producers.write_marker(plog, meta.producer_id, meta.producer_epoch, commit,
-                                               self.coordinator_epoch)
+            try:
+                self.broker.producers.write_marker(plog, meta.producer_id, meta.producer_epoch, commit,
+                                                   self.coordinator_epoch)
+            except OSError as exc:  # a full disk: the state stays Prepare*, and completing is retried later
+                failed.append(exc)
+                continue
             waits.append(self.broker.flusher.flush(plog))
-        if waits:
-            await asyncio.gather(*waits)
+        outcomes = await asyncio.gather(*waits, return_exceptions=True)
+        failed += [e for e in outcomes if isinstance(e, BaseException) and not isinstance(e, LogDeleted)]
+        if failed:
+            exc = failed[0]
+            raise KafkaError(ErrorCode.not_coordinator, f"cannot write the markers of {meta.transactional_id!r}: "
+                             f"{getattr(exc, 'strerror', None) or exc}")
         if meta.groups:
             offsets = getattr(self.broker, "offsets", None)
             if offsets is not None:
@@ -300,6 +343,15 @@ class TransactionCoordinator:
             await asyncio.sleep(self.abort_check_interval)
             now = _now_ms()
             for meta in list(self.txns.values()):
+                if meta.state in (PREPARE_COMMIT, PREPARE_ABORT) and not self._locks[meta.transactional_id].locked():
+                    # Its markers could not all be written (a full disk): finish it once they can.
+                    async with self._locks[meta.transactional_id]:
+                        if meta.state in (PREPARE_COMMIT, PREPARE_ABORT):
+                            try:
+                                await self._complete(meta)
+                            except KafkaError as exc:
+                                log.debug("transaction %s still cannot complete: %s", meta.transactional_id, exc)
+                    continue
                 if meta.state == ONGOING and now - meta.start_ms > meta.timeout_ms:
                     async with self._locks[meta.transactional_id]:
                         if meta.state == ONGOING and _now_ms() - meta.start_ms > meta.timeout_ms:
@@ -331,6 +383,10 @@ class TransactionCoordinator:
 
     def list(self) -> list[TxnMetadata]:
         return list(self.txns.values())
+
+
+def _copy(meta: TxnMetadata) -> TxnMetadata:
+    return dataclasses.replace(meta, partitions=set(meta.partitions), groups=set(meta.groups))
 
 
 __all__ = ["TransactionCoordinator", "TxnMetadata", "TOPIC", "STATES"]

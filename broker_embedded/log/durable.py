@@ -19,9 +19,16 @@ def write_atomically(path: str, text: str) -> None:
     """Replace `path` with `text`: a reader, or a restart after a crash, sees the old content or the new, never a
     mix."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:  # a full disk: leave the old file alone and no half-written temporary behind
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     os.replace(tmp, path)
     fsync_directory(os.path.dirname(path) or ".")

@@ -26,6 +26,10 @@ class OffsetOutOfRange(Exception):
     """The requested offset is before the log start or after the log end."""
 
 
+class LogDeleted(Exception):
+    """The partition was deleted (its topic went away) before the operation on it completed."""
+
+
 class PartitionLog:
     """The durable log of one partition: append batches, read them back by offset or timestamp."""
 
@@ -41,6 +45,10 @@ class PartitionLog:
         self._rolled: list[Segment] = []
         self._new_files = False
         self._log_start_lock = threading.Lock()
+        # Held by the flusher's thread while it fsyncs this log, and by close/delete while they close its
+        # descriptors: an fsync must never meet a closed descriptor, or a number reused by another file or socket.
+        self.io_lock = threading.Lock()
+        self.closed = False
 
     # ---- lifecycle ----
 
@@ -76,12 +84,24 @@ class PartitionLog:
             return 0
 
     def close(self) -> None:
-        """Flush and close; leave a marker so that the next start can skip validation."""
-        self.flush()
-        for seg in self.segments:
-            seg.close()
-        with open(os.path.join(self.directory, CLEAN_SHUTDOWN), "w"):
-            pass
+        """Flush and close; leave a marker so that the next start can skip validation (not if the flush failed:
+        then the next start validates the tail)."""
+        flushed = True
+        try:
+            self.flush()
+        except OSError as exc:
+            flushed = False
+            log.error("cannot flush %s on close: %s", self.directory, exc)
+        with self.io_lock:
+            self.closed = True
+            for seg in self.segments:
+                seg.close()
+        if flushed:
+            try:
+                with open(os.path.join(self.directory, CLEAN_SHUTDOWN), "w"):
+                    pass
+            except OSError as exc:
+                log.warning("cannot mark %s cleanly shut down: %s", self.directory, exc)
         for fut in self._waiters:
             if not fut.done():
                 fut.set_result(None)
@@ -136,8 +156,8 @@ class PartitionLog:
 
     def _roll(self) -> Segment:
         old = self.active
+        seg = Segment(self.directory, old.next_offset, self.config.index_interval_bytes)  # may fail: disk full
         self._rolled.append(old)
-        seg = Segment(self.directory, old.next_offset, self.config.index_interval_bytes)
         self.segments.append(seg)
         self._bases.append(seg.base_offset)
         self._new_files = True
@@ -175,14 +195,42 @@ class PartitionLog:
     def flush(self) -> None:
         """fsync synchronously (shutdown and tests)."""
         segments, sync_dir = self.flush_targets()
+        try:
+            self.sync(segments, sync_dir)
+        except OSError:
+            self.flush_failed(segments, sync_dir)
+            raise
+
+    def sync(self, segments: list[Segment], sync_dir: bool) -> None:
+        """fsync what `flush_targets` returned (blocking: the flusher runs it in a thread). Raises LogDeleted if
+        the log was closed or deleted meanwhile, OSError if an fsync fails."""
+        with self.io_lock:
+            if self.closed:
+                raise LogDeleted(f"{self.directory} was closed or deleted before its data reached the disk")
+            for seg in segments:
+                seg.flush()
+            if sync_dir:
+                self.sync_directory()
+
+    def flush_failed(self, segments: list[Segment], sync_dir: bool) -> None:
+        """Take back what a failed sync owed (called on the event loop): rolled segments that are still part of
+        the log stay due, and so does the directory entry of a new file."""
+        live = {id(s) for s in self.segments}
+        due = {id(s) for s in self._rolled}
+        back = [s for s in segments if s is not self.active and id(s) in live and id(s) not in due]
+        self._rolled = back + self._rolled
         for seg in segments:
-            seg.flush()
+            seg.dirty = True
         if sync_dir:
-            self.sync_directory()
+            self._new_files = True
 
     def sync_directory(self) -> None:
         self._new_files = False
-        fsync_directory(self.directory)
+        try:
+            fsync_directory(self.directory)
+        except OSError:
+            self._new_files = True
+            raise
 
     # ---- reads ----
 
@@ -291,9 +339,11 @@ class PartitionLog:
     # ---- removal ----
 
     def delete(self) -> None:
-        """Remove the partition's files (topic deletion)."""
-        for seg in self.segments:
-            seg.delete()
+        """Remove the partition's files (topic deletion); waits for an fsync of it in progress in the flusher."""
+        with self.io_lock:
+            self.closed = True
+            for seg in self.segments:
+                seg.delete()
         for fut in self._waiters:
             if not fut.done():
                 fut.set_result(None)

@@ -8,6 +8,7 @@ kept in memory as arrays and appended to their files; a missing or inconsistent 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -50,6 +51,27 @@ def iter_file_batches(path: str, size: int, start: int = 0) -> Iterator[tuple[in
             pos += header.size
     finally:
         os.close(fd)
+
+
+def _write_fully(fd: int, data: bytes | bytearray, at: int, path: str) -> None:
+    """pwrite all of `data` at `at`; a full disk shows as a short write followed by ENOSPC."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        n = os.pwrite(fd, view[done:], at + done)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, f"short write to {path}: {done} of {len(view)} bytes")
+        done += n
+
+
+def _append_fully(fd: int, data: bytes | bytearray, path: str) -> None:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        n = os.write(fd, view[done:])
+        if n <= 0:
+            raise OSError(errno.ENOSPC, f"short write to {path}: {done} of {len(view)} bytes")
+        done += n
 
 
 def segment_name(base_offset: int) -> str:
@@ -175,12 +197,23 @@ class Segment:
         self._write_indexes()
 
     def _write_indexes(self) -> None:
-        with open(self.index_path, "wb") as f:
-            for off, pos in zip(self.idx_offsets, self.idx_positions):
-                f.write(_INDEX_ENTRY.pack(off - self.base_offset, pos))
-        with open(self.time_index_path, "wb") as f:
-            for ts, off in zip(self.ts_values, self.ts_offsets):
-                f.write(_TIME_ENTRY.pack(ts, off - self.base_offset))
+        try:
+            with open(self.index_path, "wb") as f:
+                for off, pos in zip(self.idx_offsets, self.idx_positions):
+                    f.write(_INDEX_ENTRY.pack(off - self.base_offset, pos))
+            with open(self.time_index_path, "wb") as f:
+                for ts, off in zip(self.ts_values, self.ts_offsets):
+                    f.write(_TIME_ENTRY.pack(ts, off - self.base_offset))
+        except OSError as exc:
+            # A full disk at start: serve from the in-memory indexes; no index files means the next start
+            # rebuilds them, while appends to half-written ones would describe the wrong positions.
+            log.warning("segment %s: cannot write its indexes (%s); they will be rebuilt on the next start",
+                        self.path, exc)
+            for path in (self.index_path, self.time_index_path):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
 
     def _note_batch(self, pos: int, base_offset: int, size: int, max_ts: int) -> tuple[bytes, bytes]:
         """Update the in-memory indexes for a batch at `pos`; return the index bytes to append to the files."""
@@ -203,28 +236,52 @@ class Segment:
     # ---- appending ----
 
     def append(self, data: bytes | bytearray, batches: list[tuple[int, int, int, int]], next_offset: int) -> None:
-        """Append `data`, holding batches given as (position in data, base offset, size, max timestamp)."""
+        """Append `data`, holding batches given as (position in data, base offset, size, max timestamp).
+
+        All or nothing: if a write fails (ENOSPC on a full disk), the log file and both index files are cut back
+        to where they were and the in-memory indexes restored, so that later appends and a restart see a clean log
+        ending at the last whole batch; the OSError is raised.
+        """
         start = self.size
+        saved = (len(self.idx_offsets), len(self.ts_values), self.max_timestamp, self._bytes_since_index)
         index_bytes = bytearray()
         time_bytes = bytearray()
         for pos, base, size, max_ts in batches:
             ib, tb = self._note_batch(start + pos, base, size, max_ts)
             index_bytes += ib
             time_bytes += tb
-        written = os.pwrite(self.fd, data, start)
-        if written != len(data):
-            raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+        index_sizes: list[tuple[int, int]] = []
+        try:
+            _write_fully(self.fd, data, start, self.path)
+            if index_bytes:
+                if self._index_fd is None:
+                    self._index_fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                index_sizes.append((self._index_fd, os.fstat(self._index_fd).st_size))
+                _append_fully(self._index_fd, index_bytes, self.index_path)
+            if time_bytes:
+                if self._time_fd is None:
+                    self._time_fd = os.open(self.time_index_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                index_sizes.append((self._time_fd, os.fstat(self._time_fd).st_size))
+                _append_fully(self._time_fd, time_bytes, self.time_index_path)
+        except OSError:
+            self._undo_append(start, saved, index_sizes)
+            raise
         self.size += len(data)
         self.next_offset = next_offset
-        if index_bytes:
-            if self._index_fd is None:
-                self._index_fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.write(self._index_fd, index_bytes)
-        if time_bytes:
-            if self._time_fd is None:
-                self._time_fd = os.open(self.time_index_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.write(self._time_fd, time_bytes)
         self.dirty = True
+
+    def _undo_append(self, start: int, saved: tuple[int, int, int, int], index_sizes: list[tuple[int, int]]) -> None:
+        """Cut the files back to their sizes before a failed append and forget its index entries."""
+        n_index, n_time, self.max_timestamp, self._bytes_since_index = saved
+        del self.idx_offsets[n_index:], self.idx_positions[n_index:]
+        del self.ts_values[n_time:], self.ts_offsets[n_time:]
+        self._resume.clear()
+        try:
+            os.ftruncate(self.fd, start)
+            for fd, size in index_sizes:
+                os.ftruncate(fd, size)
+        except OSError as exc:  # what is past self.size is never read, and the next append overwrites it
+            log.error("segment %s: cannot cut a failed append back to %d bytes: %s", self.path, start, exc)
 
     # ---- reading ----
 
