@@ -8,14 +8,18 @@
 
 from .agents import Agent, AgentStream, Event
 from .app import App
-from .dsl import GroupedStream, KStream
+from .dsl import GroupedStream, KStream, KTable
 from .errors import (CoPartitionError, ProcessingError, SerializationError, StreamsError, TopologyError,
                      UnsupportedOperation)
 from .serde import BytesSerde, IntSerde, JsonSerde, Serde, StrSerde
+from .tables import Table, WindowedTable
 from .topics import Channel, Topic
+from .topology.stores import StoreSpec
+from .windows import HoppingWindows, SessionWindows, SlidingWindows, TumblingWindows, Windowed, WindowedSerde
 
 __all__ = [
     "Agent", "AgentStream", "App", "BytesSerde", "Channel", "CoPartitionError", "Event", "GroupedStream",
-    "IntSerde", "JsonSerde", "KStream", "ProcessingError", "Serde", "SerializationError", "StrSerde",
-    "StreamsError", "Topic", "TopologyError", "UnsupportedOperation",
+    "HoppingWindows", "IntSerde", "JsonSerde", "KStream", "KTable", "ProcessingError", "Serde", "SerializationError",
+    "SessionWindows", "SlidingWindows", "StoreSpec", "StrSerde", "StreamsError", "Table", "Topic", "TopologyError",
+    "TumblingWindows", "UnsupportedOperation", "Windowed", "WindowedSerde", "WindowedTable",
 ]

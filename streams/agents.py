@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from .errors import ProcessingError
+from .tables import current_event
 from .topics import Channel, Topic
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ class AgentStream:
                     ev = chunk.events[c.pos]
                     c.pos += 1
                     self._answering.event = ev
+                    current_event.set(ev)
                     return ev
                 c.exhausted.append(chunk)
                 c.chunk = None
@@ -195,6 +197,14 @@ class AgentStream:
         return grouped
 
 
+def _cell_filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
 class _Route:
     """A repartition topic an agent reads back, with the queue its records arrive on."""
 
@@ -227,6 +237,24 @@ class Agent:
         self._actors: list[asyncio.Task] = []
         self._forwarders: list[asyncio.Task] = []
         self._waiters: dict[str, asyncio.Future] = {}
+
+    def tables_used(self, tables: dict[str, Any]) -> list[Any]:
+        """The tables (of `tables`) that the agent function names: its globals, closure cells and nested code."""
+        wanted = {id(t): t for t in tables.values()}
+        found: dict[int, Any] = {}
+        fn = self.fn
+        names: set[str] = set()
+        codes = [fn.__code__]
+        while codes:
+            code = codes.pop()
+            names.update(code.co_names)
+            codes.extend(c for c in code.co_consts if hasattr(c, "co_names"))
+        candidates = [fn.__globals__.get(n) for n in names]
+        candidates += [c.cell_contents for c in (fn.__closure__ or ()) if _cell_filled(c)]
+        for obj in candidates:
+            if id(obj) in wanted:
+                found[id(obj)] = obj
+        return list(found.values())
 
     @property
     def topic_sinks(self) -> list[Topic]:

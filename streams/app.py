@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from .agents import Agent
 from .dsl.stream import Builder, KStream
+from .dsl.table import KTable
+from .tables import Table
 from .errors import TopologyError
 from .topics import Channel, Topic
 from .topology.compiler import Topology, compile_graph
@@ -98,6 +100,7 @@ class App:
         self.worker = None
         self.embedded = None
         self._send_producer = None
+        self._tables: dict[str, Any] = {}
 
     # ---- describing ----
 
@@ -117,6 +120,52 @@ class App:
                       config=config, app=self)
         self.topics[name] = topic
         return topic
+
+    def table(self, topic: Topic | str, name: str | None = None) -> KTable:
+        """A DSL table over `topic` (latest value per key, None deletes); the topic is the table's changelog."""
+        return self.builder.table(topic, name=name)
+
+    def Table(self, name: str, *, default: Callable[[], Any] | None = None, **options: Any) -> Table:
+        """A Faust-style table for agents: `table[key] += 1` (see `streams.tables`)."""
+        if name in self._tables:
+            raise TopologyError(f"a table named {name!r} already exists")
+        table = Table(self, name, default=default, **options)
+        self._tables[name] = table
+        return table
+
+    def table_agents(self, name: str) -> list[str]:
+        """The agents whose functions use the Faust-style table `name`."""
+        table = self._tables.get(name)
+        return [a.name for a in self.agents.values() if table is not None and table in a.tables_used(self._tables)]
+
+    def store(self, name: str) -> Any:
+        """A read-only view of the store `name` in this worker: `get`, `range`, `all`; for window stores
+        `fetch(key, time_from, time_to)`. It answers for the partitions this worker holds and raises
+        `StoreNotHere` for a key that lives elsewhere."""
+        from .runtime.collector import key_hash
+        from .runtime.views import StoreNotHere, view_for
+        worker = self.worker
+        if worker is None or worker.processor is None or worker.processor.topology is None:
+            raise RuntimeError(f"app {self.id!r} is not running in this process: start a worker (or a TestDriver)")
+        stores = worker.processor.topology.stores()
+        if name not in stores:
+            raise KeyError(f"app {self.id!r} has no store {name!r}; its stores: {', '.join(sorted(stores)) or 'none'}")
+        spec, sub = stores[name]
+        tasks = worker.processor.tasks.tasks
+
+        def locate(key_bytes: bytes):
+            partition = key_hash(key_bytes) % (sub.partitions or 1)
+            task = tasks.get((sub.id, partition))
+            if task is None or name not in task.stores:
+                held = sorted(p for (sid, p), t in tasks.items() if sid == sub.id and name in t.stores)
+                raise StoreNotHere(f"the key lives in partition {partition} of store {name!r} (task "
+                                   f"{sub.id}_{partition}), which this worker does not hold; it holds partitions "
+                                   f"{held}")
+            return task.stores[name]
+
+        def held():
+            return [t.stores[name] for t in tasks.values() if name in t.stores]
+        return view_for(spec, locate, held, window_size_ms=spec.window_size_ms)
 
     def channel(self, name: str | None = None, maxsize: int = 10_000) -> Channel:
         """An in-memory channel an agent can read (not durable, nothing committed)."""
@@ -170,7 +219,16 @@ class App:
 
     def topology(self, partition_counts: dict[str, int] | None = None) -> Topology:
         """The compiled topology (partition counts from declarations, or as given)."""
+        self._bind_tables()
         return compile_graph(self.graph, partition_counts)
+
+    def _bind_tables(self) -> None:
+        """Give each agent's node the stores of the Faust-style tables its function uses."""
+        if not self._tables:
+            return
+        for node in self.graph.nodes:
+            if node.kind == "agent":
+                node.attrs["stores"] = [t.spec for t in node.attrs["agent"].tables_used(self._tables)]
 
     def dead_letter(self) -> Topic:
         """The dead-letter topic (raw key and value of failed records, with error headers)."""

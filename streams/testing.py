@@ -331,6 +331,14 @@ class TestDriver:
                 self._call(self._feed_agents(feeds))
             if self._failure is not None:
                 raise self._failure
+            self._commit()
+
+    def _commit(self) -> None:
+        """What a worker's commit does to state: changelog records written, buffered store writes applied."""
+        tasks = self.processor.tasks
+        for topic, partition, key, value, ts in list(tasks.changelog_records()):
+            self._append(topic, key, value, ts, None, partition)
+        tasks.flush()
 
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:

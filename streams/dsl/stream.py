@@ -1,4 +1,4 @@
-"""KStream: the record-by-record DSL (filter, map, branch, merge, repartition, to, through, group_by).
+"""KStream: the record-by-record DSL (filter, map, branch, merge, repartition, to, through, group_by, process).
 
 Every method records a node in the graph and returns a new stream over it; nothing runs until a worker compiles the
 graph. Functions taking a record receive `(key, value)`; `map_values` and `flat_map_values` receive the value only.
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ..errors import TopologyError
+from ..errors import TopologyError, UnsupportedOperation
 from ..serde import JsonSerde, Serde, serde_for
 from ..topics import Topic
 from ..topology.graph import Graph, Node
 
 if TYPE_CHECKING:
     from .grouped import GroupedStream
+    from .table import KTable
 
 __all__ = ["Builder", "KStream", "SplitStream"]
 
@@ -44,6 +45,16 @@ class Builder:
             raise ValueError("a stream needs at least one topic")
         node = self.graph.source_for(resolved, name=name)
         return KStream(self, node, resolved[0].key_serde, resolved[0].value_serde)
+
+    def table(self, topic: Topic | str, name: str | None = None) -> "KTable":
+        """The topic read as a table (latest value per key; a None value deletes); the topic is its changelog."""
+        from ..topology.stores import StoreSpec
+        from .table import KTable
+        t = self.topic(topic)
+        source = self.graph.source_for([t])
+        store = StoreSpec(name or f"{t.name}-STATE-STORE", "kv", t.key_serde, t.value_serde, source_topic=t)
+        node = self.graph.add("processor", op="table_source", parents=[source], name=name, stores=[store])
+        return KTable(self, node, t.key_serde, t.value_serde, store=store)
 
 
 def _callable(fn: Any, what: str) -> Callable:
@@ -159,28 +170,38 @@ class KStream:
         self.to(target, name=name)
         return self._builder.stream(target)
 
-    # ---- grouping (aggregations arrive with state stores) ----
+    # ---- grouping and state ----
 
     def group_by(self, fn: Callable[[Any, Any], Any], name: str | None = None, *, key_serde: Any = None,
                  value_serde: Any = None) -> "GroupedStream":
-        """Group by a new key `fn(key, value)`: always repartitions, through `<app id>-<name>-repartition`."""
+        """Group by a new key `fn(key, value)`: the aggregation repartitions through
+        `<app id>-<name>-repartition`."""
         keyed = self._op("select_key", _callable(fn, "group_by"), None, key_serde=JsonSerde(), key_changed=True)
         return keyed._group(name, key_serde, value_serde)
 
     def group_by_key(self, name: str | None = None, *, key_serde: Any = None, value_serde: Any = None
                      ) -> "GroupedStream":
-        """Group by the current key; repartitions only if an earlier operation changed the key."""
+        """Group by the current key; the aggregation repartitions only if an earlier operation changed the key."""
         return self._group(name, key_serde, value_serde)
 
     def _group(self, name: str | None, key_serde: Any, value_serde: Any) -> "GroupedStream":
         from .grouped import GroupedStream
-        stream = self
-        if self.key_changed:
-            stream = self.repartition(name, key_serde=key_serde, value_serde=value_serde)
-            name = None
-        node = self._builder.graph.add("grouped", op="group_by", parents=[stream.node],
-                                       name=f"{name}-grouped" if name else None)
-        return GroupedStream(stream, node)
+        return GroupedStream(self, name, key_serde, value_serde)
+
+    def process(self, processor: Callable[..., Any], *, stores: list | None = None, name: str | None = None
+                ) -> "KStream":
+        """The Processor API escape hatch: `processor(ctx, key, value)` per record, with `ctx.store(name)`,
+        `ctx.forward(key, value)` and punctuation (`ctx.schedule(...)`); `stores` are `StoreSpec`s it uses
+        (see `streams.stores`)."""
+        _callable(processor, "process")
+        specs = list(stores or [])
+        return self._op("process", processor, name, stores=specs, value_serde=JsonSerde())
+
+    def join(self, *args: Any, **kwargs: Any) -> Any:
+        """Stream joins arrive with the joins part."""
+        raise UnsupportedOperation("KStream.join is not built yet (joins arrive in a later version of streams)")
+
+    left_join = outer_join = join
 
     def __repr__(self) -> str:
         return f"KStream({self.node.name})"

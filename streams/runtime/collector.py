@@ -32,6 +32,7 @@ class RecordCollector:
         self._round_robin = itertools.count()
         self._hash_cache: dict[bytes, int] = {}
         self.sent = 0
+        self.acked: dict[tuple[str, int], int] = {}   # (topic, partition) -> next offset after our acked records
 
     def partition_for(self, topic: str, key: bytes | None) -> int:
         """Kafka's default partitioner: murmur2 of the key bytes; records without a key go round-robin."""
@@ -72,17 +73,31 @@ class RecordCollector:
             append = batch.append
             for key, value, ts, headers in records:
                 if append(timestamp=ts, key=key, value=value, headers=headers) is None:
-                    self._futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    self._submit(await producer.send_batch(batch, topic, partition=partition), topic, partition,
+                                 batch.record_count())
                     batch = producer.create_batch()
                     append = batch.append
                     if append(timestamp=ts, key=key, value=value, headers=headers) is None:
                         raise ValueError(f"a record for {topic!r} is larger than the producer's max_batch_size")
             if batch.record_count():
-                self._futures.append(await producer.send_batch(batch, topic, partition=partition))
+                self._submit(await producer.send_batch(batch, topic, partition=partition), topic, partition,
+                             batch.record_count())
             self.sent += len(records)
         # Acknowledged futures are dropped as we go so the list stays short between flushes.
         if len(self._futures) > 256:
             self._futures = [f for f in self._futures if not f.done() or f.exception() is not None]
+
+    def _submit(self, fut: asyncio.Future, topic: str, partition: int, count: int) -> None:
+        acked = self.acked
+        key = (topic, partition)
+
+        def done(f: asyncio.Future) -> None:
+            if not f.cancelled() and f.exception() is None:
+                end = f.result().offset + count
+                if end > acked.get(key, -1):
+                    acked[key] = end
+        fut.add_done_callback(done)
+        self._futures.append(fut)
 
     async def flush(self) -> None:
         """Send what is buffered and wait until the broker acknowledged every batch; raises a send error."""

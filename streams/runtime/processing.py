@@ -19,6 +19,7 @@ from ..errors import ProcessingError
 from ..topology.compiler import Topology
 from ..topology.graph import Node
 from .processors import RecordContext, build_processors
+from .tasks import TaskStates
 
 if TYPE_CHECKING:
     from ..agents import Agent
@@ -52,11 +53,13 @@ class TopologyProcessor:
     agent fails under the `fail` policy (a DSL failure under `fail` raises `ProcessingError` from `process()`).
     """
 
-    def __init__(self, app: "App", append: Callable, fail: Callable[[ProcessingError], None]) -> None:
+    def __init__(self, app: "App", append: Callable, fail: Callable[[ProcessingError], None],
+                 state_dir: Any = None) -> None:
         self.app = app
         self.append = append
         self.fail = fail
         self.ctx = RecordContext()
+        self.tasks = TaskStates(self.ctx, state_dir)
         self.topology: Topology | None = None
         self.processed = 0
         self.stream_time: dict[tuple[int, int], int] = {}   # task (sub-topology id, partition) -> max timestamp
@@ -67,6 +70,7 @@ class TopologyProcessor:
     def load(self, topology: Topology) -> None:
         """Build the closures of every sub-topology (again, when the topology changed)."""
         self.topology = topology
+        self.tasks.load(topology)
         self._routes.clear()
         self._topic_task.clear()
         for sub in topology.subtopologies:
@@ -115,11 +119,14 @@ class TopologyProcessor:
         ctx = self.ctx
         topic = None
         high = -1
+        if msgs:
+            ctx.task = self.tasks.get((self._topic_task.get(msgs[0].topic), msgs[0].partition))
         for m in msgs:
             if m.topic != topic:
                 topic = m.topic
                 kd, vd, process = routes[topic]
             ctx.record = m
+            ctx.timestamp = m.timestamp
             if m.timestamp > high:
                 high = m.timestamp
             try:

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from ..topology.compiler import SubTopology
 from ..topology.graph import Node
+from .stateful import STATEFUL_OPS, build_stateful
 
 __all__ = ["RecordContext", "build_processors"]
 
@@ -18,12 +19,15 @@ Process = Callable[[Any, Any], None]
 
 
 class RecordContext:
-    """The input record currently being processed (an aiokafka ConsumerRecord), shared by one worker's tasks."""
+    """What the closures share while a record is processed: the input record (an aiokafka ConsumerRecord), the
+    timestamp of what is being forwarded (the record's, or a window result's) and the task's state."""
 
-    __slots__ = ("record",)
+    __slots__ = ("record", "timestamp", "task")
 
     def __init__(self) -> None:
         self.record: Any = None
+        self.timestamp: int | None = None
+        self.task: Any = None
 
 
 def _noop(key: Any, value: Any) -> None:
@@ -115,12 +119,16 @@ def build_processors(sub: SubTopology, ctx: RecordContext, append: Callable,
             name, ks, vs = topic.name, topic.key_serde.serialize, topic.value_serde.serialize
 
             def process(k, v):
-                r = ctx.record
-                append(name, ks(k), vs(v), r.timestamp, r.headers or None)
+                append(name, ks(k), vs(v), ctx.timestamp, ctx.record.headers or None)
         elif node.kind == "agent":
             process = agent_hook(node)
         elif node.kind in ("source", "grouped"):
             process = _fanout([build(c) for c in kids])
+        elif node.op in STATEFUL_OPS:
+            process = build_stateful(node, ctx, _fanout([build(c) for c in kids]))
+        elif node.op == "process":
+            from .processor_api import build_process
+            process = build_process(node, ctx, _fanout([build(c) for c in kids]))
         else:
             process = _processor(node.op, node.fn, _fanout([build(c) for c in kids]))
         built[node] = process

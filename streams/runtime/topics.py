@@ -98,6 +98,11 @@ def plan_topics(app: "App", wanted: dict[str, Topic], existing: dict[str, int]
             if node.kind == "repartition" and node.topic.name not in counts:
                 plan(node.topic, node.topic.partitions or sub.partitions or app.default_partitions)
                 internal = True
+        for t in sub.changelog_topics:
+            # One changelog partition per task.
+            if t.name not in counts:
+                plan(t, sub.partitions or app.default_partitions)
+                internal = True
     for t in wanted.values():
         if t.internal and t.name not in counts:
             plan(t, t.partitions or app.default_partitions)

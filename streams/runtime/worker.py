@@ -25,12 +25,16 @@ from .assignor import TaskAssignor
 from .collector import RecordCollector
 from .offsets import OffsetTracker
 from .processing import TopologyProcessor
+from .restore import restore_tasks
+from .tasks import task_name
 from .topics import ensure_topics
+from ..state import StateDirectory
 
 if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger(__name__)
+progress = logging.getLogger("streams.progress")
 
 __all__ = ["Worker"]
 
@@ -43,7 +47,7 @@ class _Listener(ConsumerRebalanceListener):
         await self.worker.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned) -> None:
-        self.worker.on_assigned(set(assigned))
+        await self.worker.on_assigned(set(assigned))
 
 
 class Worker:
@@ -66,6 +70,8 @@ class Worker:
         self._commit_lock = asyncio.Lock()
         self._background: list[asyncio.Task] = []
         self._topology_dirty = False
+        self.state_dir: StateDirectory | None = None
+        self.restores: list = []        # RestoreResults of this worker's restores, newest last
         self.started = asyncio.Event()
 
     # ---- lifecycle ----
@@ -73,12 +79,13 @@ class Worker:
     async def start(self) -> None:
         """Create what the app needs, start the clients and agents, join the group."""
         app = self.app
+        self.state_dir = StateDirectory(app.workdir / "state").acquire()
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=app.linger_ms,
                                          max_batch_size=app.max_batch_size, client_id=f"{app.id}-producer",
                                          **app.producer_config)
         await self.producer.start()
         self.collector = RecordCollector(self.producer, self.partition_counts)
-        self.processor = TopologyProcessor(app, self.collector.append, self.fail)
+        self.processor = TopologyProcessor(app, self.collector.append, self.fail, state_dir=self.state_dir)
         for agent in app.agents.values():
             await agent.start(self)
         # Let the actors reach their first await: an agent that calls stream.group_by() declares its topic there.
@@ -179,6 +186,11 @@ class Worker:
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
+        if self.processor is not None:
+            self.processor.tasks.close_all()
+        if self.state_dir is not None:
+            self.state_dir.release()
+            self.state_dir = None
 
     # ---- the processing loop ----
 
@@ -236,11 +248,29 @@ class Worker:
     # ---- commits and rebalances ----
 
     async def commit(self) -> None:
-        """Flush the producer, then commit the offsets of fully processed records."""
+        """Commit what was processed, in the order that makes it safe (at-least-once):
+
+        1. snapshot the input offsets whose records are fully processed;
+        2. hand every store write's changelog record to the producer, and flush it: outputs and changelog records
+           are acknowledged;
+        3. apply each store's buffered writes to its database (one write batch per store);
+        4. write the checkpoints (the changelog offset each database now reflects);
+        5. commit the input offsets.
+        A crash before 5 reprocesses records whose effects may be in the stores already (at-least-once); a crash
+        before 4 restores the tail of the changelog over the database, which is idempotent.
+        """
         async with self._commit_lock:
             offsets = self.tracker.committable()
+            tasks = self.processor.tasks
+            append = self.collector.append
+            for topic, partition, key, value, ts in tasks.changelog_records():
+                append(topic, key, value, ts, None, partition)
             await self.collector.flush()
+            tasks.flush()
             offsets = {tp: off for tp, off in offsets.items() if tp in self.assigned}
+            acked = dict(self.collector.acked)
+            acked.update({(tp.topic, tp.partition): off for tp, off in offsets.items()})
+            tasks.checkpoint(acked)
             if not offsets:
                 return
             try:
@@ -262,10 +292,21 @@ class Worker:
         self.assigned -= revoked
         self._paused -= revoked
 
-    def on_assigned(self, assigned: set) -> None:
-        """The group gave this worker `assigned` (every partition it owns now)."""
+    async def on_assigned(self, assigned: set) -> None:
+        """The group gave this worker `assigned` (every partition it owns now): close the stores of tasks that
+        moved away, open and restore those of the new ones before any of their records is processed."""
         self.assigned = set(assigned)
-        log.info("%s: assigned %d partitions, tasks %s", self.app.id, len(assigned), sorted(self.assignor.owned))
+        owned = set(self.assignor.owned)
+        tasks = self.processor.tasks
+        for task_id in [t for t in tasks.tasks if t not in owned]:
+            tasks.close(task_id)
+        stateful = {s.id for s in self.topology.subtopologies if s.stores}
+        new = [tasks.open(t) for t in sorted(owned) if t[0] in stateful and t not in tasks.tasks]
+        progress.info("%s: assigned %d partitions, tasks %s", self.app.id, len(assigned),
+                      ", ".join(task_name(t) for t in sorted(owned)) or "none")
+        if new:
+            self.restores.extend(await restore_tasks(self.bootstrap, new, wipe=tasks.wipe,
+                                                     consumer_config=self.app.consumer_config))
 
     def _apply_backpressure(self) -> None:
         """Pause the partitions of agents that have more than `max_agent_backlog` chunks waiting."""

@@ -12,11 +12,18 @@ from dataclasses import dataclass, field
 from ..errors import CoPartitionError, TopologyError
 from ..topics import Topic
 from .graph import Graph, Node
+from .stores import StoreSpec, changelog_topic
 
 __all__ = ["SubTopology", "Topology", "compile_graph"]
 
 # Operations that need all records of a key on one task: their sub-topology's source topics must be co-partitioned.
+# Every node with a store is one too (a key's state lives in one task).
 KEY_LOCAL_KINDS = {"grouped"}
+
+
+def node_stores(node: Node) -> list[StoreSpec]:
+    """The stores a node reads or writes."""
+    return node.attrs.get("stores", [])
 
 
 @dataclass(eq=False)
@@ -46,6 +53,20 @@ class SubTopology:
     def repartition_topics(self) -> list[Topic]:
         return [n.topic for n in self.nodes if n.kind == "repartition"]
 
+    @property
+    def stores(self) -> list[StoreSpec]:
+        """Every store of the sub-topology's nodes, once each, in node order."""
+        out: dict[str, StoreSpec] = {}
+        for node in self.nodes:
+            for spec in node_stores(node):
+                out.setdefault(spec.name, spec)
+        return list(out.values())
+
+    @property
+    def changelog_topics(self) -> list[Topic]:
+        """The changelog topics of its logged stores (a source table's topic is not one: it is a source)."""
+        return [s.changelog for s in self.stores if s.changelog is not None and s.source_topic is None]
+
 
 @dataclass
 class Topology:
@@ -58,7 +79,7 @@ class Topology:
         """Every topic read or written, by name (sources, sinks and internal topics)."""
         out: dict[str, Topic] = {}
         for sub in self.subtopologies:
-            for t in sub.source_topics + sub.sink_topics:
+            for t in sub.source_topics + sub.sink_topics + sub.changelog_topics:
                 out.setdefault(t.name, t)
         return out
 
@@ -76,7 +97,11 @@ class Topology:
 
     @property
     def changelog_topics(self) -> list[str]:
-        return []
+        return sorted({t.name for s in self.subtopologies for t in s.changelog_topics})
+
+    def stores(self) -> dict[str, tuple[StoreSpec, "SubTopology"]]:
+        """Every store by name, with the sub-topology whose tasks hold it."""
+        return {spec.name: (spec, sub) for sub in self.subtopologies for spec in sub.stores}
 
     def subtopology_of_topic(self) -> dict[str, int]:
         """Which sub-topology reads each source topic (a topic is read by exactly one)."""
@@ -110,6 +135,14 @@ def _components(graph: Graph) -> list[list[Node]]:
     for node in graph.nodes:
         for p in node.parents:
             parent[find(node)] = find(p)
+    # Nodes sharing a store run in one task (Kafka Streams joins their sub-topologies the same way).
+    holder: dict[str, Node] = {}
+    for node in graph.nodes:
+        for spec in node_stores(node):
+            if spec.name in holder:
+                parent[find(node)] = find(holder[spec.name])
+            else:
+                holder[spec.name] = node
     groups: dict[Node, list[Node]] = {}
     for node in graph.nodes:
         groups.setdefault(find(node), []).append(node)
@@ -142,6 +175,9 @@ def compile_graph(graph: Graph, partition_counts: dict[str, int] | None = None) 
         if not sources:
             raise TopologyError(f"nodes {[n.name for n in nodes]} have no source")
         topo.subtopologies.append(SubTopology(i, nodes, sources))
+        for node in nodes:
+            for spec in node_stores(node):
+                changelog_topic(graph.app_id, spec)
 
     # Resolve partition counts in dependency order: a repartition topic takes its writer's task count.
     writer_of = {n.topic.name: sub for sub in topo.subtopologies for n in sub.nodes if n.kind == "repartition"}
@@ -180,7 +216,7 @@ def compile_graph(graph: Graph, partition_counts: dict[str, int] | None = None) 
 
 def _check_copartitioning(sub: SubTopology, count_of) -> None:
     for node in sub.nodes:
-        if node.kind not in KEY_LOCAL_KINDS:
+        if node.kind not in KEY_LOCAL_KINDS and not node_stores(node):
             continue
         topics = [t for s in _source_ancestors(node) for t in s.topics]
         known = {t.name: count_of(t) for t in topics if count_of(t) is not None}

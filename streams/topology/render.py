@@ -49,7 +49,8 @@ def describe(topo: "Topology") -> str:
                 lines.append(f"    Agent: {node.name} (concurrency: {node.attrs.get('concurrency', 1)}, "
                              f"sinks: [{', '.join(sinks)}])")
             else:
-                lines.append(f"    Processor: {node.name} (stores: [])")
+                stores = ", ".join(spec.name for spec in node.attrs.get("stores", []))
+                lines.append(f"    Processor: {node.name} (stores: [{stores}])")
             if children.get(node):
                 lines.append(f"      --> {', '.join(c.name for c in children[node])}")
             if node.parents:
@@ -58,6 +59,7 @@ def describe(topo: "Topology") -> str:
     lines.append(f"Source topics: {', '.join(topo.source_topics) or '-'}")
     lines.append(f"Sink topics: {', '.join(topo.sink_topics) or '-'}")
     lines.append(f"Repartition topics: {', '.join(topo.repartition_topics) or '-'}")
+    lines.append(f"Changelog topics: {', '.join(topo.changelog_topics) or '-'}")
     return "\n".join(lines) + "\n"
 
 

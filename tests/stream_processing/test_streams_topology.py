@@ -42,13 +42,17 @@ def test_key_change_then_group_by_key_cuts_at_named_repartition_topic():
     app = streams.App("clicks-app")
     clicks = app.topic("clicks", partitions=3)
     grouped = app.stream(clicks).select_key(lambda k, v: v["user"]).group_by_key(name="by-user")
+    # Grouping alone records nothing: no repartition topic, no empty sub-topology.
+    assert app.topology().repartition_topics == []
+    grouped.count("clicks-per-user")
     topo = app.topology()
     assert topo.repartition_topics == ["clicks-app-by-user-repartition"]
+    assert topo.changelog_topics == ["clicks-app-clicks-per-user-changelog"]
     assert len(topo.subtopologies) == 2
-    # the repartition topic takes the writer's partition count
+    # the repartition topic takes the writer's partition count, and so does the changelog (one per task)
     assert topo.subtopologies[1].partitions == 3
-    with pytest.raises(streams.UnsupportedOperation, match="state stores"):
-        grouped.count()
+    with pytest.raises(streams.UnsupportedOperation, match="not built yet"):
+        app.stream("other").join(app.stream("more"))
 
 
 def test_group_by_key_without_key_change_does_not_repartition():
@@ -60,7 +64,7 @@ def test_group_by_key_without_key_change_does_not_repartition():
 def test_group_by_always_repartitions_and_repartition_names_follow_node_names():
     app = streams.App("a")
     s = app.stream("t")
-    s.group_by(lambda k, v: v, name="g")
+    s.group_by(lambda k, v: v, name="g").count()
     s2 = app.stream("u").repartition(partitions=5)
     topo = app.topology({"t": 2, "u": 1})
     assert "a-g-repartition" in topo.repartition_topics
@@ -72,14 +76,14 @@ def test_copartitioning_error_names_the_topics_and_counts():
     app = streams.App("a")
     left = app.topic("left", partitions=3)
     right = app.topic("right", partitions=4)
-    app.stream(left).merge(app.stream(right)).group_by_key(name="g")
+    app.stream(left).merge(app.stream(right)).group_by_key(name="g").count()
     with pytest.raises(streams.CoPartitionError, match=r"'left' has 3, 'right' has 4 partitions"):
         app.topology()
 
 
 def test_copartitioned_merge_is_accepted_and_unknown_counts_are_checked_when_known():
     app = streams.App("a")
-    app.stream("x").merge(app.stream("y")).group_by_key()
+    app.stream("x").merge(app.stream("y")).group_by_key().reduce(lambda a, b: b)
     app.topology()  # counts unknown offline: nothing to check yet
     app.topology({"x": 2, "y": 2})
     with pytest.raises(streams.CoPartitionError):

@@ -1,0 +1,89 @@
+"""KTable: a changelog stream read as a table: the latest value per key, where a None value deletes the key.
+
+A table's records flow downstream as updates `(key, new value)`; a deletion is `(key, None)` (a tombstone), which
+`filter` also produces for a key that stops matching, so downstream tables forget it. Tables come from aggregations
+(`group_by(...).count()`), from a topic (`app.table(topic)`, the topic is its own changelog) or from another
+table's `filter` / `map_values`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import TopologyError, UnsupportedOperation
+from ..serde import JsonSerde
+from ..topology.graph import Node
+from ..topology.stores import StoreSpec
+
+if TYPE_CHECKING:
+    from .stream import Builder, KStream
+
+__all__ = ["KTable"]
+
+
+def _callable(fn: Any, what: str) -> Callable:
+    if not callable(fn):
+        raise TypeError(f"{what} needs a function, got {fn!r}")
+    return fn
+
+
+class KTable:
+    """A table of the latest value per key (per `Windowed` key for windowed aggregations)."""
+
+    def __init__(self, builder: "Builder", node: Node, key_serde: Any, value_serde: Any, *,
+                 store: StoreSpec | None = None, windows: Any = None) -> None:
+        self._builder = builder
+        self.node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.store = store
+        self.windows = windows
+
+    @property
+    def store_name(self) -> str | None:
+        """The store holding this table (query it with `app.store(name)`), None for a derived table."""
+        return self.store.name if self.store is not None else None
+
+    def _derive(self, op: str, fn: Callable | None, name: str | None, *, value_serde: Any = None,
+                **attrs: Any) -> "KTable":
+        node = self._builder.graph.add("processor", op=op, fn=fn, parents=[self.node], name=name, **attrs)
+        return KTable(self._builder, node, self.key_serde, value_serde or self.value_serde, windows=self.windows)
+
+    def to_stream(self, name: str | None = None) -> "KStream":
+        """The table's updates as a stream of `(key, value)` records (a deletion is `(key, None)`)."""
+        from .stream import KStream
+        node = self._builder.graph.add("processor", op="to_stream", parents=[self.node], name=name)
+        return KStream(self._builder, node, self.key_serde, self.value_serde)
+
+    def filter(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> "KTable":
+        """Keep the rows for which `predicate(key, value)` holds; a row that fails becomes a deletion."""
+        return self._derive("table_filter", _callable(predicate, "filter"), name)
+
+    def filter_not(self, predicate: Callable[[Any, Any], bool], name: str | None = None) -> "KTable":
+        """Drop (delete downstream) the rows for which `predicate(key, value)` holds."""
+        pred = _callable(predicate, "filter_not")
+        return self._derive("table_filter", lambda k, v: not pred(k, v), name)
+
+    def map_values(self, fn: Callable[[Any], Any], name: str | None = None) -> "KTable":
+        """Replace each value by `fn(value)`; deletions stay deletions."""
+        return self._derive("table_map_values", _callable(fn, "map_values"), name, value_serde=JsonSerde())
+
+    def suppress_until_window_closes(self, name: str | None = None) -> "KTable":
+        """Emit each window's final result once, when stream time passes the window's end plus grace (and, for
+        sessions, the inactivity gap); intermediate updates and merged-away sessions are not emitted."""
+        if self.windows is None:
+            raise TopologyError("suppress_until_window_closes() needs a windowed table (windowed_by(...) before "
+                                "the aggregation)")
+        graph = self._builder.graph
+        buffer = StoreSpec(f"{name}-buffer" if name else f"KTABLE-SUPPRESS-STATE-STORE-{len(graph.nodes):010d}",
+                           "kv", self.key_serde, self.value_serde)
+        return self._derive("suppress", None, name, stores=[buffer], windows=self.windows)
+
+    def join(self, *args: Any, **kwargs: Any) -> Any:
+        """Table joins arrive with the joins part."""
+        raise UnsupportedOperation("KTable.join is not built yet (joins arrive in a later version of streams)")
+
+    left_join = outer_join = join
+
+    def __repr__(self) -> str:
+        return f"KTable({self.node.name}{', store=' + self.store.name if self.store else ''})"

@@ -1,0 +1,195 @@
+"""A task's state in this process: its stores, its nodes' stream times, and the changelog records it owes.
+
+`TaskStates` opens a task's stores when the task is assigned (RocksDB under the worker's state directory, or in
+memory for the test driver), hands the processor the `TaskState` of the task it is processing, collects the
+changelog records of every store write (one record per key per commit: the latest value wins, as the changelogs are
+compacted) and, at commit, applies the buffered writes and writes the checkpoints. The commit order itself lives in
+the worker (`Worker.commit`); this module only does each step.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator
+
+from ..state import (Checkpoint, KeyValueStore, MemoryBackend, RocksBackend, SessionStore, StateDirectory,
+                     WindowStore)
+from ..topology.compiler import SubTopology, Topology
+from ..topology.stores import StoreSpec
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TaskState", "TaskStates", "restore_topic", "task_name"]
+
+_STORE_CLASSES = {"kv": KeyValueStore, "window": WindowStore, "session": SessionStore}
+
+
+def restore_topic(spec: StoreSpec):
+    """The topic a store is restored from: its changelog, or the topic a source table mirrors (None: unlogged)."""
+    return spec.source_topic if spec.source_topic is not None else spec.changelog
+
+
+def task_name(task_id: tuple[int, int]) -> str:
+    """Kafka Streams' task name: `<sub-topology>_<partition>`."""
+    return f"{task_id[0]}_{task_id[1]}"
+
+
+class TaskState:
+    """What a processor needs while it processes one task's records."""
+
+    __slots__ = ("id", "name", "partition", "sub", "stores", "specs", "times", "dropped", "changes",
+                 "checkpoints", "restored")
+
+    def __init__(self, task_id: tuple[int, int], sub: SubTopology | None = None) -> None:
+        self.id = task_id
+        self.name = task_name(task_id)
+        self.partition = task_id[1]
+        self.sub = sub
+        self.stores: dict[str, Any] = {}
+        self.specs: dict[str, StoreSpec] = {}
+        self.times: dict[str, int] = {}          # node name -> its stream time in this task
+        self.dropped = 0                         # records dropped as late
+        self.changes: dict[str, dict[bytes, tuple[bytes | None, int | None]]] = {}
+        self.checkpoints: dict[str, Checkpoint] = {}
+        self.restored: dict[str, int] = {}       # store -> changelog offset the local store reflects
+
+    @property
+    def stateful(self) -> bool:
+        return bool(self.specs)
+
+
+class TaskStates:
+    """The tasks this process holds; `state_dir` None keeps stores in memory (the test driver)."""
+
+    def __init__(self, ctx: Any, state_dir: StateDirectory | None = None) -> None:
+        self.ctx = ctx
+        self.state_dir = state_dir
+        self.topology: Topology | None = None
+        self.tasks: dict[tuple[int, int], TaskState] = {}
+
+    def load(self, topology: Topology) -> None:
+        self.topology = topology
+
+    def _sub(self, sub_id: int) -> SubTopology | None:
+        for sub in self.topology.subtopologies if self.topology else ():
+            if sub.id == sub_id:
+                return sub
+        return None
+
+    def get(self, task_id: tuple[int, int]) -> TaskState:
+        """The task's state, opened now when it has none yet (stateless tasks, and every task of the driver)."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            task = self.open(task_id)
+        return task
+
+    def open(self, task_id: tuple[int, int]) -> TaskState:
+        """Open the task's stores (not restored: the caller restores them before processing)."""
+        task = self.tasks.get(task_id)
+        if task is not None:
+            return task
+        sub = self._sub(task_id[0])
+        task = TaskState(task_id, sub)
+        try:
+            for spec in (sub.stores if sub is not None else ()):
+                self._open_store(task, spec)
+        except BaseException:
+            self._close_stores(task)
+            raise
+        self.tasks[task_id] = task
+        return task
+
+    def _open_store(self, task: TaskState, spec: StoreSpec) -> None:
+        changes = task.changes.setdefault(spec.name, {})
+        ctx = self.ctx
+        logged = spec.source_topic is None and spec.changelog is not None
+
+        def on_change(key: bytes, value: bytes | None) -> None:
+            changes[key] = (value, ctx.timestamp)
+
+        if self.state_dir is None:
+            backend = MemoryBackend(f"{spec.name}/{task.name}")
+        else:
+            backend = RocksBackend(self.state_dir.store_path(task.name, spec.name))
+            task.checkpoints[spec.name] = Checkpoint(self.state_dir.checkpoint_path(task.name, spec.name))
+        cls = _STORE_CLASSES[spec.kind]
+        task.stores[spec.name] = cls(backend, spec.name, on_change if logged else None, **spec.settings)
+        task.specs[spec.name] = spec
+
+    def wipe(self, task: TaskState, name: str) -> None:
+        """Empty one store of `task` (its local copy cannot be trusted): it is restored from the beginning."""
+        store = task.stores.get(name)
+        if store is None:
+            return
+        store.destroy() if self.state_dir is None else None
+        if self.state_dir is not None:
+            import shutil
+            store.close()
+            shutil.rmtree(self.state_dir.store_path(task.name, name), ignore_errors=True)
+            task.checkpoints[name].delete()
+        self._open_store(task, task.specs[name])
+
+    def close(self, task_id: tuple[int, int]) -> None:
+        """Close a task's stores (its partitions moved away): buffered writes were flushed at the last commit."""
+        task = self.tasks.pop(task_id, None)
+        if task is not None:
+            self._close_stores(task)
+
+    def close_all(self) -> None:
+        for task_id in list(self.tasks):
+            self.close(task_id)
+
+    @staticmethod
+    def _close_stores(task: TaskState) -> None:
+        for name, store in task.stores.items():
+            try:
+                store.close()
+            except Exception as exc:  # closing must go on for the other stores
+                log.warning("closing store %s of task %s failed: %s", name, task.name, exc)
+
+    # ---- the commit steps ----
+
+    def changelog_records(self) -> Iterator[tuple[str, int, bytes, bytes | None, int | None]]:
+        """(topic, partition, key, value, timestamp) of every store write since the last call, then forgotten."""
+        for task in self.tasks.values():
+            for name, changes in task.changes.items():
+                if not changes:
+                    continue
+                topic = task.specs[name].changelog.name
+                for key, (value, ts) in changes.items():
+                    yield topic, task.partition, key, value, ts
+                changes.clear()
+
+    def flush(self) -> None:
+        """Drop expired windows, then apply every store's buffered writes (one write batch per store)."""
+        for task in self.tasks.values():
+            if not task.stores:
+                continue
+            for node in task.sub.nodes if task.sub is not None else ():
+                if not node.op.endswith("_aggregate"):
+                    continue
+                spec = node.attrs["stores"][0]
+                st = task.times.get(node.name)
+                if st is not None:
+                    task.stores[spec.name].expire(st)
+            for store in task.stores.values():
+                store.flush()
+
+    def discard(self) -> None:
+        """Forget every buffered write and owed changelog record (an aborted transaction)."""
+        for task in self.tasks.values():
+            for store in task.stores.values():
+                store.discard()
+            for changes in task.changes.values():
+                changes.clear()
+
+    def checkpoint(self, acked: dict[tuple[str, int], int]) -> None:
+        """Record, per logged store, the changelog offset its database now reflects (`acked`: the next offset of
+        each changelog partition written through this process, after its records were acknowledged)."""
+        for task in self.tasks.values():
+            for name, cp in task.checkpoints.items():
+                topic = restore_topic(task.specs[name])
+                offset = acked.get((topic.name, task.partition)) if topic is not None else None
+                if offset is not None and offset != task.restored.get(name):
+                    cp.write(offset)
+                    task.restored[name] = offset
