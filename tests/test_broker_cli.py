@@ -60,3 +60,22 @@ def test_kcat_produces_and_consumes(bootstrap, topic_name):
     listing = subprocess.run(["kcat", "-b", bootstrap, "-L", "-t", topic_name], capture_output=True, text=True,
                              timeout=60)
     assert f'topic "{topic_name}" with 1 partitions' in listing.stdout
+
+
+def test_data_dir_that_is_a_file_exits_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    res = _run("--data-dir", str(blocker), "--port", "0")
+    assert res.returncode == 2
+    line = res.stderr.strip()
+    assert len(line.splitlines()) == 1 and str(blocker) in line and "not a directory" in line, line
+    assert blocker.read_text() == "not a directory"
+
+
+def test_second_broker_on_one_data_dir_exits_2_naming_the_holder(broker_process, tmp_path):
+    first = broker_process(data_dir=tmp_path / "shared").start()
+    res = _run("--data-dir", str(tmp_path / "shared"), "--port", "0")
+    assert res.returncode == 2
+    line = res.stderr.strip()
+    assert len(line.splitlines()) == 1 and str(tmp_path / "shared") in line and str(first.proc.pid) in line, line
+    assert first.stop() == 0
