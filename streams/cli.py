@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None, app=None) -> None:
         if level >= logging.WARNING:
             # aiokafka logs every failed connection attempt; the one line we print says it better.
             logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        # What a worker says at the default level: joining, its tasks, restore and catch-up progress.
+        logging.getLogger("streams.progress").setLevel(min(level, logging.INFO))
         if args.app:
             app = load_app(args.app)
         if args.broker:

@@ -69,11 +69,12 @@ class Table:
                                    f"{', '.join(self.app.table_agents(self.name)) or 'none'})")
         if write:
             raise StreamsError(f"table {self.name!r} can be written only while an agent processes a record")
-        return self.app.store(self.name)._locate(key_bytes)
+        return _AnyPartition(self.app.store(self.name)._stores())
 
     def _get(self, key: Any) -> bytes | None:
         kb = self.spec.key_serde.serialize(key)
         return self._store(kb).get(kb)
+
 
     # ---- the dict interface ----
 
@@ -229,3 +230,25 @@ class WindowSet:
 
     def __repr__(self) -> str:
         return f"WindowSet({self.table.name!r}, {self.key!r})"
+
+
+class _AnyPartition:
+    """Reads outside an agent: as in Faust, a key lives in the partition of the record that wrote it, which need
+    not be its hash's, so every partition held here is asked."""
+
+    def __init__(self, stores: list) -> None:
+        self.stores = stores
+
+    def get(self, key: bytes) -> bytes | None:
+        for store in self.stores:
+            value = store.get(key)
+            if value is not None:
+                return value
+        return None
+
+    def fetch(self, key: bytes, start: int) -> bytes | None:
+        for store in self.stores:
+            value = store.fetch(key, start)
+            if value is not None:
+                return value
+        return None

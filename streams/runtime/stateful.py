@@ -280,8 +280,9 @@ def build_suppress(node: Node, ctx: Any, down: Process) -> Process:
             store.delete(buffer_key)
         else:
             store.put(buffer_key, _pack_ts(ts) + vs(v))
+            # The earliest close time in the buffer is known after a scan; until then (a restored buffer), scan.
             due = close_time(k.end)
-            if due < task.times.get(next_due, 1 << 62):
+            if next_due in task.times and due < task.times[next_due]:
                 task.times[next_due] = due
         if st >= task.times.get(next_due, -1 << 62):
             emit_closed(task, store, st)

@@ -295,7 +295,6 @@ class Worker:
     async def on_assigned(self, assigned: set) -> None:
         """The group gave this worker `assigned` (every partition it owns now): close the stores of tasks that
         moved away, open and restore those of the new ones before any of their records is processed."""
-        self.assigned = set(assigned)
         owned = set(self.assignor.owned)
         tasks = self.processor.tasks
         for task_id in [t for t in tasks.tasks if t not in owned]:
@@ -307,6 +306,8 @@ class Worker:
         if new:
             self.restores.extend(await restore_tasks(self.bootstrap, new, wipe=tasks.wipe,
                                                      consumer_config=self.app.consumer_config))
+        # Only now: a task's records are processed (and its stores readable) once its stores are restored.
+        self.assigned = set(assigned)
 
     def _apply_backpressure(self) -> None:
         """Pause the partitions of agents that have more than `max_agent_backlog` chunks waiting."""
