@@ -5,12 +5,22 @@
   (c) faust-streaming      a Faust agent doing the same (pip install faust-streaming)
   (d) hand-written loop    aiokafka getmany() -> json -> create_batch/send_batch -> commit (the ceiling)
 
+and the DSL pipeline scaled out on one machine:
+
+  (e) proc1, proc2         `streams worker --processes 1` and `--processes 2`: the (a) pipeline in 1 and 2 worker
+                           processes of one app (one consumer group), each process reporting the time of its first
+                           and last processed record; the rate is N over (last of all - first of all).
+
 Each variant runs in its own process with its own consumer group and output topic; its rate is N divided by the
 time from its first record to its last (group joins and start-up are not counted). Prints records/s per run,
-the medians and the ratios.
+the medians and the ratios. proc1/proc2 count a record as done when the DSL processed it (its output is queued in
+the producer), (a) after a final producer flush: compare proc2 with proc1, not with (a). The embedded broker's
+3 s initial rebalance delay lets both processes join the group's first generation, so no rebalance falls inside
+the timed span; against a broker without that delay (scripts/kafka-up sets 0) proc2 may include one.
 
     python bench/stateless.py                       # embedded broker in a child process
     python bench/stateless.py --bootstrap 127.0.0.1:19092 --records 200000 --repeat 3
+    python bench/stateless.py --variants proc1,proc2 --records 500000
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -168,6 +179,77 @@ async def run_loop(bootstrap: str, src: str, out: str, n: int) -> None:
     await producer.stop()
 
 
+# The app that `streams worker --processes N` runs for proc1/proc2, written next to the results.
+PROCESS_APP = """
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, os.environ["BENCH_DIR"])
+import streams
+from stateless import keep, transform
+
+app = streams.App(os.environ["BENCH_APP"], broker=os.environ["BENCH_BOOTSTRAP"], commit_interval=1.0)
+app.stream(app.topic(os.environ["BENCH_SRC"])).filter(lambda k, v: keep(v)).map_values(transform) \\
+    .to(app.topic(os.environ["BENCH_OUT"]))
+marks = {}
+
+@app.timer(0.005)
+async def watch():
+    n = app.worker.processed
+    if n != marks.get("records", 0):
+        now = time.time()
+        marks.setdefault("first", now)
+        marks.update(records=n, last=now)
+
+@app.timer(0.1)
+async def report():
+    if marks:
+        Path(os.environ["BENCH_RESULT"], f"{os.getpid()}.json").write_text(json.dumps(marks))
+"""
+
+
+def run_processes(processes: int, bootstrap: str, src: str, n: int, timeout: float) -> float | None:
+    """`streams worker --processes N` over the source; records/s from the children's first and last records."""
+    out = f"bench-out-proc{processes}-{uuid.uuid4().hex[:6]}"
+    asyncio.run(create(bootstrap, out))
+    results = Path(tempfile.mkdtemp())
+    (results / "benchapp.py").write_text(PROCESS_APP)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(results)]), "BENCH_DIR": str(ROOT / "bench"),
+           "BENCH_APP": f"bench-proc{processes}-{uuid.uuid4().hex[:6]}", "BENCH_BOOTSTRAP": bootstrap,
+           "BENCH_SRC": src, "BENCH_OUT": out, "BENCH_RESULT": str(results)}
+    parent = subprocess.Popen([sys.executable, "-m", "streams", "worker", "-A", "benchapp:app", "--processes",
+                               str(processes)], cwd=results, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    marks: list[dict] = []
+    try:
+        while time.monotonic() < deadline and parent.poll() is None:
+            marks = []
+            for f in results.glob("*.json"):
+                try:
+                    marks.append(json.loads(f.read_text()))
+                except ValueError:  # caught mid-write
+                    pass
+            if sum(m["records"] for m in marks) >= n:
+                break
+            time.sleep(0.05)
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        try:
+            parent.wait(60)
+        except subprocess.TimeoutExpired:
+            parent.kill()
+    done = sum(m["records"] for m in marks)
+    if done < n:
+        err = [x for x in (parent.stderr.read() or "").splitlines() if "rror" in x][-3:]
+        print(f"  proc{processes}: processed {done:,} of {n:,} (exit {parent.returncode}): {err}", flush=True)
+        return None
+    seconds = max(m["last"] for m in marks) - min(m["first"] for m in marks)
+    rate = n / seconds
+    shares = ", ".join(f"{m['records']:,}" for m in marks)
+    print(f"  proc{processes} {rate:12,.0f} records/s  ({seconds:.2f} s; per process {shares})", flush=True)
+    return rate
+
+
 # ---------------------------------------------------------------- orchestration
 
 async def create(bootstrap: str, topic: str) -> None:
@@ -243,7 +325,7 @@ def main() -> None:
     p.add_argument("--records", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--bootstrap", help="an existing broker (default: an embedded broker in a child process)")
-    p.add_argument("--variants", default="dsl,agent,faust,loop")
+    p.add_argument("--variants", default="dsl,agent,faust,loop,proc1,proc2")
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--child")
     p.add_argument("--src")
@@ -271,7 +353,10 @@ def main() -> None:
         for i in range(args.repeat):
             print(f"run {i + 1}/{args.repeat}", flush=True)
             for v in variants:
-                r = run_variant(v, bootstrap, src, args.records, args.timeout)
+                if v.startswith("proc"):
+                    r = run_processes(int(v[4:]), bootstrap, src, args.records, args.timeout)
+                else:
+                    r = run_variant(v, bootstrap, src, args.records, args.timeout)
                 if r is not None:
                     rates[v].append(r)
         med = {v: statistics.median(r) for v, r in rates.items() if r}
@@ -285,6 +370,9 @@ def main() -> None:
                 print(f"  dsl / loop  = {med['dsl'] / med['loop']:.2f}    (target >= 0.7)")
         if "agent" in med and "faust" in med:
             print(f"  agent / faust = {med['agent'] / med['faust']:.2f}x")
+        if "proc1" in med and "proc2" in med:
+            print(f"  proc2 / proc1 = {med['proc2'] / med['proc1']:.2f}x   (2 worker processes against 1, "
+                  f"{os.cpu_count()} cores)")
     finally:
         if broker is not None:
             broker.terminate()
