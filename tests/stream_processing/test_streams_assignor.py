@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from streams.errors import GroupConflictError
 from streams.runtime.assignor import balance_tasks, subscription_conflict
 from streamtest import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _check_balanced(owned: dict[str, list], tasks: list) -> None:
@@ -118,7 +124,8 @@ async def test_two_workers_each_get_tasks_of_every_subtopology(make_app, running
             assert Counter(s for s, _ in a.worker.assignor.owned) == Counter({sid: 2 for sid in subs})
 
 
-async def test_a_different_app_with_the_same_id_stops_with_a_clear_error(make_app, running, app_id, topic_name):
+async def test_a_different_app_with_the_same_id_stops_with_a_clear_error(make_app, running, app_id, topic_name,
+                                                                          bootstrap, tmp_path):
     first = make_app(id=app_id)
     first.stream(first.topic(f"{topic_name}-orders", partitions=2)).to(f"{topic_name}-out")
     other = make_app(id=app_id)
@@ -132,3 +139,16 @@ async def test_a_different_app_with_the_same_id_stops_with_a_clear_error(make_ap
         # the first app goes on with all its tasks once the other left
         await eventually(lambda: len(first.worker.assignor.owned) == 2 and first.worker.assigned, timeout=30)
         assert not first.is_stopping
+        # `streams worker` of the other app says so in one line and exits 2
+        (tmp_path / "otherapp.py").write_text(
+            "import streams\n"
+            f"app = streams.App({app_id!r}, session_timeout=6.0)\n"
+            f"app.stream(app.topic('{topic_name}-clicks', partitions=2)).to('{topic_name}-out2')\n")
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+        result = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "streams", "worker", "-A", "otherapp:app", "--broker",
+                             f"kafka://{bootstrap}"], capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 2, result.stderr
+        lines = [x for x in result.stderr.splitlines() if x.startswith("streams:")]
+        assert lines == [f"streams: error: {msg}"], result.stderr
+        assert "Traceback" not in result.stderr and not first.is_stopping
