@@ -81,6 +81,7 @@ class TestDriver:
         self.agent_timeout = agent_timeout
         self.partition_counts: dict[str, int] = dict(partitions or {})
         self.processor = TopologyProcessor(app, self._append, self._fail)
+        self.processor.ctx.clock = lambda: self.wall_clock_ms
         self._logs: dict[str, list[InputRecord]] = {}           # topic -> records in the order they were written
         self._read: dict[str, int] = {}                         # topic -> how many of its records were read
         self._next_offset: dict[tuple[str, int], int] = {}
@@ -176,6 +177,9 @@ class TestDriver:
             self._call(self._run_timer(fn))
             self._drain()
         self.wall_clock_ms = int(end)
+        self.processor.punctuate(self.wall_clock_ms)
+        self._drain()
+        self._commit()
 
     # ---- reading output ----
 

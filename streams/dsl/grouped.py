@@ -90,7 +90,7 @@ class GroupedStream:
         return name or f"KSTREAM-AGGREGATE-STATE-STORE-{node_index:010d}"
 
     def _aggregate(self, agg: Aggregation, name: str | None, value_serde: Any, *, windows: Any = None,
-                   emit: str = "update", logged: bool = True) -> "KTable":
+                   emit: str = "update", logged: bool = True, idle_close: Any = None) -> "KTable":
         from .table import KTable
         if emit not in EMITS:
             raise ValueError(f"bad emit {emit!r}: 'update' (every update, the default) or 'final'")
@@ -109,7 +109,7 @@ class GroupedStream:
                          windows=windows)
         key_serde = self.key_serde if windows is None else WindowedSerde(self.key_serde)
         table = KTable(stream._builder, node, key_serde, vserde, store=store, windows=windows)
-        return table.suppress_until_window_closes() if emit == "final" else table
+        return table.suppress_until_window_closes(idle_close=idle_close) if emit == "final" else table
 
     # ---- aggregations ----
 
@@ -145,22 +145,25 @@ class TimeWindowedStream:
         self.grouped = grouped
         self.windows = windows
 
-    def count(self, name: str | None = None, *, emit: str = "update", logged: bool = True) -> "KTable":
-        """Count records per key and window."""
-        return self.grouped._aggregate(counting(), name, None, windows=self.windows, emit=emit, logged=logged)
+    def count(self, name: str | None = None, *, emit: str = "update", logged: bool = True,
+              idle_close: Any = None) -> "KTable":
+        """Count records per key and window (`emit="final"`: once per window, when it closes; `idle_close`: see
+        `KTable.suppress_until_window_closes`)."""
+        return self.grouped._aggregate(counting(), name, None, windows=self.windows, emit=emit, logged=logged,
+                                       idle_close=idle_close)
 
     def reduce(self, reducer: Callable[[Any, Any], Any], name: str | None = None, *, emit: str = "update",
-               logged: bool = True) -> "KTable":
+               logged: bool = True, idle_close: Any = None) -> "KTable":
         """Combine the values of each key and window with `reducer(aggregate, value)`."""
         return self.grouped._aggregate(reducing(reducer), name, None, windows=self.windows, emit=emit,
-                                       logged=logged)
+                                       logged=logged, idle_close=idle_close)
 
     def aggregate(self, initializer: Callable[[], Any], aggregator: Callable[[Any, Any, Any], Any],
-                  name: str | None = None, *, value_serde: Any = None, emit: str = "update", logged: bool = True
-                  ) -> "KTable":
+                  name: str | None = None, *, value_serde: Any = None, emit: str = "update", logged: bool = True,
+                  idle_close: Any = None) -> "KTable":
         """Fold the values of each key and window: `aggregator(key, value, aggregate)` from `initializer()`."""
         return self.grouped._aggregate(aggregating(initializer, aggregator), name, value_serde,
-                                       windows=self.windows, emit=emit, logged=logged)
+                                       windows=self.windows, emit=emit, logged=logged, idle_close=idle_close)
 
 
 class SessionWindowedStream(TimeWindowedStream):
@@ -168,9 +171,10 @@ class SessionWindowedStream(TimeWindowedStream):
 
     def aggregate(self, initializer: Callable[[], Any], aggregator: Callable[[Any, Any, Any], Any],
                   name: str | None = None, *, merger: Callable[[Any, Any, Any], Any] | None = None,
-                  value_serde: Any = None, emit: str = "update", logged: bool = True) -> "KTable":
+                  value_serde: Any = None, emit: str = "update", logged: bool = True, idle_close: Any = None
+                  ) -> "KTable":
         """Fold the values of each session; `merger` combines two sessions' aggregates when a record joins them."""
         if merger is None:
             raise TopologyError("a session aggregate needs merger=(key, agg1, agg2) -> agg to merge sessions")
         return self.grouped._aggregate(aggregating(initializer, aggregator, merger), name, value_serde,
-                                       windows=self.windows, emit=emit, logged=logged)
+                                       windows=self.windows, emit=emit, logged=logged, idle_close=idle_close)

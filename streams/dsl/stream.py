@@ -193,7 +193,8 @@ class KStream:
         """The Processor API escape hatch: `processor(ctx, key, value)` per record, with `ctx.store(name)`,
         `ctx.forward(key, value)` and punctuation (`ctx.schedule(...)`); `stores` are `StoreSpec`s it uses
         (see `streams.stores`)."""
-        _callable(processor, "process")
+        if not callable(getattr(processor, "process", None)):
+            _callable(processor, "process")
         specs = list(stores or [])
         return self._op("process", processor, name, stores=specs, value_serde=JsonSerde())
 

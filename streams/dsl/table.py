@@ -14,6 +14,7 @@ from ..errors import TopologyError, UnsupportedOperation
 from ..serde import JsonSerde
 from ..topology.graph import Node
 from ..topology.stores import StoreSpec
+from ..windows import to_millis
 
 if TYPE_CHECKING:
     from .stream import Builder, KStream
@@ -68,16 +69,22 @@ class KTable:
         """Replace each value by `fn(value)`; deletions stay deletions."""
         return self._derive("table_map_values", _callable(fn, "map_values"), name, value_serde=JsonSerde())
 
-    def suppress_until_window_closes(self, name: str | None = None) -> "KTable":
+    def suppress_until_window_closes(self, name: str | None = None, *, idle_close: Any = None) -> "KTable":
         """Emit each window's final result once, when stream time passes the window's end plus grace (and, for
-        sessions, the inactivity gap); intermediate updates and merged-away sessions are not emitted."""
+        sessions, the inactivity gap); intermediate updates and merged-away sessions are not emitted.
+
+        `idle_close` (seconds): once a task has had no record for that long by the wall clock, its stream time
+        follows the wall clock, so the last windows of an idle stream close too (off by default: stream time
+        is event time only, as in Kafka Streams).
+        """
         if self.windows is None:
             raise TopologyError("suppress_until_window_closes() needs a windowed table (windowed_by(...) before "
                                 "the aggregation)")
         graph = self._builder.graph
         buffer = StoreSpec(f"{name}-buffer" if name else f"KTABLE-SUPPRESS-STATE-STORE-{len(graph.nodes):010d}",
                            "kv", self.key_serde, self.value_serde)
-        return self._derive("suppress", None, name, stores=[buffer], windows=self.windows)
+        idle_ms = to_millis(idle_close, "idle_close", allow_zero=False) if idle_close is not None else None
+        return self._derive("suppress", None, name, stores=[buffer], windows=self.windows, idle_close_ms=idle_ms)
 
     def join(self, *args: Any, **kwargs: Any) -> Any:
         """Table joins arrive with the joins part."""

@@ -46,6 +46,10 @@ class InputRecord:
         return f"InputRecord({self.topic}[{self.partition}]@{self.offset}, key={self.key!r}, value={self.value!r:.60})"
 
 
+# What `ctx.record` is while a wall-clock punctuation runs (no input record is being processed).
+_PUNCTUATION = InputRecord("(punctuation)", -1, -1, -1, None, None, ())
+
+
 class TopologyProcessor:
     """Runs input records through an app's compiled topology.
 
@@ -139,6 +143,21 @@ class TopologyProcessor:
             task = (self._topic_task.get(msgs[0].topic), msgs[0].partition)
             if high > self.stream_time.get(task, -1):
                 self.stream_time[task] = high
+
+    def punctuate(self, now_ms: int) -> None:
+        """Run the wall-clock punctuations of every task (Processor API schedules, idle windows closing)."""
+        ctx = self.ctx
+        for task in list(self.tasks.tasks.values()):
+            if not task.punctuators:
+                continue
+            ctx.task = task
+            ctx.record = _PUNCTUATION
+            ctx.timestamp = now_ms
+            for fn in list(task.punctuators):
+                try:
+                    fn(now_ms)
+                except Exception as exc:
+                    self.record_failed(exc, _PUNCTUATION)
 
     def take_agent_events(self) -> list[tuple["Agent", str | None, list[Event]]]:
         """The records the last `process()` calls routed to agents: `[(agent, route, events)]`, then forgotten."""

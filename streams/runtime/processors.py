@@ -7,6 +7,7 @@ headers, topic, partition and offset) is published in a `RecordContext` the work
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from ..topology.compiler import SubTopology
@@ -22,12 +23,17 @@ class RecordContext:
     """What the closures share while a record is processed: the input record (an aiokafka ConsumerRecord), the
     timestamp of what is being forwarded (the record's, or a window result's) and the task's state."""
 
-    __slots__ = ("record", "timestamp", "task")
+    __slots__ = ("record", "timestamp", "task", "clock")
 
     def __init__(self) -> None:
         self.record: Any = None
         self.timestamp: int | None = None
         self.task: Any = None
+        self.clock: Callable[[], int] = _wall_clock_ms   # the test driver substitutes its own clock
+
+
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _noop(key: Any, value: Any) -> None:

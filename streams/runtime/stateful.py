@@ -269,11 +269,31 @@ def build_suppress(node: Node, ctx: Any, down: Process) -> Process:
     vs, vd = spec.value_serde.serialize, spec.value_serde.deserialize
     close_time = windows.close_time
     next_due = f"{nname}:due"
+    idle_ms = node.attrs.get("idle_close_ms")
+    upstream = [p.name for p in node.parents]
+    idle_since: dict[Any, tuple[float, int]] = {}   # task id -> (wall clock of its last record, stream time)
+
+    def close_idle(now_ms: int) -> None:
+        # An idle task's stream time follows the wall clock once it has been idle for `idle_ms`, so its last
+        # windows close; the upstream aggregation moves with it, so it drops what would reopen them.
+        task = ctx.task
+        seen = idle_since.get(task.id)
+        if seen is None or now_ms - seen[0] < idle_ms:
+            return
+        st = seen[1] + (now_ms - seen[0])
+        for name_ in upstream + [nname]:
+            if st > task.times.get(name_, -1):
+                task.times[name_] = st
+        emit_closed(task, task.stores[name], st)
 
     def process(k, v):
         task = ctx.task
         ts = ctx.timestamp
         st = _advance(ctx, nname, ts)
+        if idle_ms is not None:
+            if task.id not in idle_since:
+                task.punctuators.append(close_idle)
+            idle_since[task.id] = (ctx.clock(), st)
         store = task.stores[name]
         buffer_key = _pack_ts(close_time(k.end)) + ks(k)
         if v is None:

@@ -38,7 +38,7 @@ class TaskState:
     """What a processor needs while it processes one task's records."""
 
     __slots__ = ("id", "name", "partition", "sub", "stores", "specs", "times", "dropped", "changes",
-                 "checkpoints", "restored")
+                 "checkpoints", "restored", "punctuators")
 
     def __init__(self, task_id: tuple[int, int], sub: SubTopology | None = None) -> None:
         self.id = task_id
@@ -52,6 +52,7 @@ class TaskState:
         self.changes: dict[str, dict[bytes, tuple[bytes | None, int | None]]] = {}
         self.checkpoints: dict[str, Checkpoint] = {}
         self.restored: dict[str, int] = {}       # store -> changelog offset the local store reflects
+        self.punctuators: list = []              # fn(wall_clock_ms) of the task's nodes, called by punctuate()
 
     @property
     def stateful(self) -> bool:

@@ -200,7 +200,7 @@ class Worker:
         collector = self.collector
         interval = app.commit_interval
         timeout_ms = int(min(interval, 0.2) * 1000)
-        last_commit = time.monotonic()
+        last_commit = last_punctuate = time.monotonic()
         while not self._stopping.is_set():
             if self._topology_dirty:
                 await self._prepare_topology()
@@ -214,7 +214,16 @@ class Worker:
                     self.fail(exc)
                     break
                 await collector.send()
-            if time.monotonic() - last_commit >= interval:
+            now = time.monotonic()
+            if now - last_punctuate >= 0.1:
+                last_punctuate = now
+                try:
+                    self.processor.punctuate(self.processor.ctx.clock())
+                except ProcessingError as exc:
+                    self.fail(exc)
+                    break
+                await collector.send()
+            if now - last_commit >= interval:
                 await self.commit()
                 last_commit = time.monotonic()
 
