@@ -64,7 +64,8 @@ def _write_fully(fd: int, data: bytes | bytearray, at: int, path: str) -> None:
         done += n
 
 
-def _append_fully(fd: int, data: bytes | bytearray, path: str) -> None:
+def _append_fully(fd: int, data: bytes | bytearray, path: str) -> int:
+    """write all of `data` to an O_APPEND descriptor; returns its length."""
     view = memoryview(data)
     done = 0
     while done < len(view):
@@ -72,6 +73,14 @@ def _append_fully(fd: int, data: bytes | bytearray, path: str) -> None:
         if n <= 0:
             raise OSError(errno.ENOSPC, f"short write to {path}: {done} of {len(view)} bytes")
         done += n
+    return done
+
+
+def _open_for_append(path: str) -> tuple[int, int]:
+    """An O_APPEND descriptor of an index file and its current size (kept in memory from then on, so that a
+    failed append can be cut back without asking the file system)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    return fd, os.fstat(fd).st_size
 
 
 def segment_name(base_offset: int) -> str:
@@ -102,6 +111,8 @@ class Segment:
         self._bytes_since_index = 0
         self._index_fd: int | None = None
         self._time_fd: int | None = None
+        self._index_size = 0
+        self._time_size = 0
         # Fetches usually continue where the previous one ended: remember those ends.
         self._resume: dict[int, int] = {}
         self.dirty = False
@@ -252,17 +263,18 @@ class Segment:
             time_bytes += tb
         index_sizes: list[tuple[int, int]] = []
         try:
-            _write_fully(self.fd, data, start, self.path)
+            if os.pwrite(self.fd, data, start) != len(data):
+                _write_fully(self.fd, data, start, self.path)  # a short write: the disk is (nearly) full
             if index_bytes:
                 if self._index_fd is None:
-                    self._index_fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                index_sizes.append((self._index_fd, os.fstat(self._index_fd).st_size))
-                _append_fully(self._index_fd, index_bytes, self.index_path)
+                    self._index_fd, self._index_size = _open_for_append(self.index_path)
+                index_sizes.append((self._index_fd, self._index_size))
+                self._index_size += _append_fully(self._index_fd, index_bytes, self.index_path)
             if time_bytes:
                 if self._time_fd is None:
-                    self._time_fd = os.open(self.time_index_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                index_sizes.append((self._time_fd, os.fstat(self._time_fd).st_size))
-                _append_fully(self._time_fd, time_bytes, self.time_index_path)
+                    self._time_fd, self._time_size = _open_for_append(self.time_index_path)
+                index_sizes.append((self._time_fd, self._time_size))
+                self._time_size += _append_fully(self._time_fd, time_bytes, self.time_index_path)
         except OSError:
             self._undo_append(start, saved, index_sizes)
             raise
@@ -280,6 +292,10 @@ class Segment:
             os.ftruncate(self.fd, start)
             for fd, size in index_sizes:
                 os.ftruncate(fd, size)
+                if fd == self._index_fd:
+                    self._index_size = size
+                else:
+                    self._time_size = size
         except OSError as exc:  # what is past self.size is never read, and the next append overwrites it
             log.error("segment %s: cannot cut a failed append back to %d bytes: %s", self.path, start, exc)
 
