@@ -137,12 +137,12 @@ async def reset_app(app: "App", bootstrap: str | None, target: ResetTarget, *, d
     """
     state_dir = Path(app.workdir) / "state"
     plan = ResetPlan(bootstrap, target, state_dir=state_dir if state_dir.exists() else None)
-    pid = _locked_state(state_dir)
+    if bootstrap is not None:
+        await _plan_on_broker(app, bootstrap, plan)  # refuses while the group has members
+    pid = _locked_state(state_dir)  # a local worker that has not joined the group (yet)
     if pid is not None:
         raise ResetError(f"a worker of app {app.id!r} (process {pid}) holds the state directory {str(state_dir)!r}: "
                          "stop it first")
-    if bootstrap is not None:
-        await _plan_on_broker(app, bootstrap, plan)
     verb = (lambda done, would: would) if dry_run else (lambda done, would: done)
     report(f"{'dry run: nothing will be changed; ' if dry_run else ''}resetting app {app.id!r} (group {app.id!r}) "
            f"on {bootstrap or 'no broker (no embedded broker data yet)'} to {target}")
