@@ -31,6 +31,8 @@ APP_SOURCE = textwrap.dedent("""
             .map(lambda k, v: (str(v), v))
             .repartition(name="rekeyed")
             .to(out))
+        # a store, so that the app has a changelog topic and local state
+        app.stream(src).group_by(lambda k, v: str(v % 2), name="parity").count(name="counts")
         return app
 
     app = build(os.environ["APP_ID"], os.environ.get("BROKER") or None, os.environ["WORKDIR"], os.environ["SRC"],
@@ -95,6 +97,8 @@ async def test_reset_to_earliest_reprocesses_everything_and_dry_run_changes_noth
     assert done.returncode == 0, done.stderr
     assert f"reset offset of {src}[1] from 5 to 0" in done.stdout, done.stdout
     assert f"deleted internal topic {repartition}" in done.stdout and "deleted local state" in done.stdout
+    assert f"deleted internal topic {app_id}-counts-changelog" in done.stdout, done.stdout
+    assert not any(t.startswith(app_id) and t.endswith("-changelog") for t in await _topics(bootstrap))
     assert await committed(bootstrap, app_id, src, 2) == {0: 0, 1: 0}
     assert repartition not in await _topics(bootstrap)
     assert not (workdir / "state").exists()
