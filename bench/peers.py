@@ -119,3 +119,38 @@ def start_kafka(port: int, clean: bool = True) -> Iterator[Peer]:
     finally:
         subprocess.run([str(ROOT / "scripts" / "kafka-down"), *(["--clean"] if clean else [])],
                        env=env, check=True, timeout=120)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def start_ours(data_dir: str | os.PathLike | None = None, *extra_args: str) -> Iterator[Peer]:
+    """Run our broker (``python -m broker_embedded``) in a child process on a free port for the duration of the block.
+
+    Its data lives in ``data_dir`` (default: a temporary directory, removed afterwards).
+    """
+    import sys
+    owned = data_dir is None
+    data_dir = tempfile.mkdtemp(prefix="bench-broker-") if owned else str(data_dir)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "broker_embedded", "--port", str(port), "--data-dir", data_dir,
+                             "--loglevel", "WARNING", *extra_args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("listening"):
+            raise RuntimeError(f"our broker did not start: {line!r}")
+        yield Peer("ours", f"127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if owned:
+            shutil.rmtree(data_dir, ignore_errors=True)
