@@ -174,8 +174,9 @@ def test_kafka_streams_emits_final_results_in_window_end_then_key_order():
             assert len({r[:3] for r in out}) == len(out), f"{name}: a window emitted twice"
 
 
-def test_kafka_streams_boundary_quirks():
-    """The two off-by-ones the random input avoids (see the module docstring), as Kafka Streams 4.1.1 has them."""
+def test_kafka_streams_quirks():
+    """The two off-by-ones the random input avoids (see the module docstring), and null values, as Kafka Streams
+    4.1.1 has them (none of this is asserted of our implementation)."""
     sliding = {"kind": "sliding", "time_difference": 5_000, "grace": 1_000}
     # [5000,10000] takes A@10000 at stream time 11000 = end + grace, after suppression emitted it at that same time.
     records = (("A", 1, 10_000), ("B", 1, 11_000), ("A", 1, 10_000), ("B", 1, 40_000))
@@ -190,3 +191,12 @@ def test_kafka_streams_boundary_quirks():
         ("A", 1_000, 1_000, 1), ("B", 6_000, 6_000, 1), ("A", 1_000, 1_000, 1), ("B", 40_000, 40_000, 1)]
     assert reference(session, "count", "final", records) == [
         ("A", 1_000, 1_000, 1), ("A", 1_000, 1_000, 1), ("B", 6_000, 6_000, 1)]
+    # Null values: only null keys are skipped. Time and session windows count a null value (and would hand it to a
+    # reducer or aggregator); sliding windows skip it.
+    records = (("A", 1, 1_000), (None, 1, 2_000), ("A", None, 3_000), ("A", 2, 4_000))
+    assert reference({"kind": "tumbling", "size": 10_000}, "count", "all", records) == [
+        ("A", 0, 10_000, 1), ("A", 0, 10_000, 2), ("A", 0, 10_000, 3)]
+    assert reference({"kind": "session", "inactivity_gap": 5_000}, "count", "all", records)[-1] == (
+        "A", 1_000, 4_000, 3)
+    assert reference({"kind": "sliding", "time_difference": 5_000}, "count", "all", records) == [
+        ("A", 0, 5_000, 1), ("A", 1_001, 6_001, 1), ("A", 0, 5_000, 2)]

@@ -300,8 +300,19 @@ FILTERED_SESSION_ALL = Case("filtered-out-session-all", {"kind": "session", "ina
                             (("A", 1_000, 1_000, 1), ("A", 1_000, 1_000, None), ("A", 1_000, 2_000, 2),
                              ("B", 30_000, 30_000, 1)), exact_order=False, min_value=3)
 
+# Sessions, gap 5 s, grace 2 s: at stream time 8000 = 1000 + gap + grace, [1000,1000] is closed (final mode emits it
+# then), so 5000, though within the gap of both, merges with [8000,8000] only and leaves the closed session alone.
+CLOSED = {"kind": "session", "inactivity_gap": 5_000, "grace": 2_000}
+CLOSED_RECORDS = (("A", 1, 1_000), ("A", 1, 8_000), ("A", 1, 5_000), ("B", 1, 40_000))
+CLOSED_SESSION_ALL = Case("closed-session-not-merged-all", CLOSED, "count", "all", CLOSED_RECORDS, (
+    ("A", 1_000, 1_000, 1), ("A", 8_000, 8_000, 1), ("A", 8_000, 8_000, None), ("A", 5_000, 8_000, 2),
+    ("B", 40_000, 40_000, 1)), exact_order=False)
+CLOSED_SESSION_FINAL = Case("closed-session-not-merged-final", CLOSED, "count", "final", CLOSED_RECORDS, (
+    ("A", 1_000, 1_000, 1), ("A", 5_000, 8_000, 2)))
+
 RULE_CASES = [LATE_ALL, LATE_FINAL, IN_GRACE_FINAL, AT_END_ALL, AT_END_FINAL, FORWARD_ALL, FORWARD_FINAL,
-              SHARED_TIME_ALL, BRIDGE_COUNT_ALL, NULL_KEY_ALL, FILTERED_FINAL, FILTERED_SESSION_ALL]
+              SHARED_TIME_ALL, BRIDGE_COUNT_ALL, NULL_KEY_ALL, FILTERED_FINAL, FILTERED_SESSION_ALL,
+              CLOSED_SESSION_ALL, CLOSED_SESSION_FINAL]
 
 
 def check(case: Case) -> None:
@@ -338,6 +349,11 @@ def test_null_keys_are_dropped_and_do_not_move_window_time():
 def test_window_time_comes_from_the_records_that_reach_the_window():
     check(FILTERED_FINAL)
     check(FILTERED_SESSION_ALL)
+
+
+def test_a_closed_session_is_not_merged_into():
+    check(CLOSED_SESSION_ALL)
+    check(CLOSED_SESSION_FINAL)
 
 
 def test_stream_time_is_per_task():
