@@ -12,7 +12,8 @@ random input (three keys, ties, out-of-order records, records late beyond grace)
   keys here are one ASCII letter, so that is the key's order).
 
 Two Kafka Streams off-by-ones are kept out of the random input on purpose (record timestamps are multiples of 500 ms,
-the grace periods of sliding and session windows are not): (1) a sliding window [s, e] takes records until stream
+the grace periods of sliding and session windows are not; a second, smaller set of inputs has jittered timestamps
+and durations off any grid, where exact ties are rare): (1) a sliding window [s, e] takes records until stream
 time > e + grace, but suppression emits it once stream time >= e + grace, so at stream time = e + grace exactly a
 window can be emitted as final twice; (2) a session is no longer found for merging once stream time >= end + gap +
 grace (its store's retention), but a record whose new session ends at stream time - gap - grace exactly is not
@@ -52,13 +53,22 @@ WINDOWS = {
     "session-3.25s": {"kind": "session", "inactivity_gap": 3_250, "grace": 0},
     "session-4s-grace1.25s": {"kind": "session", "inactivity_gap": 4_000, "grace": 1_250},
 }
+# Off the grid: timestamps get 0-499 ms of jitter, durations are not multiples of each other.
+JITTERED_WINDOWS = {
+    "tumbling-7s-grace1.3s": {"kind": "tumbling", "size": 7_000, "grace": 1_300},
+    "hopping-9s-by-4s-grace0.7s": {"kind": "hopping", "size": 9_000, "advance": 4_000, "grace": 700},
+    "sliding-2s-grace5s": {"kind": "sliding", "time_difference": 2_000, "grace": 5_000},
+    "session-1.5s-grace10s": {"kind": "session", "inactivity_gap": 1_500, "grace": 10_000},
+}
 AGGREGATIONS = ["count", "reduce", "aggregate"]
 SEEDS = [1, 2, 3]
+JITTERED_SEEDS = [201, 202]
 
 
-def random_records(seed: int, n: int = 120, keys: str = "abc") -> tuple:
+def random_records(seed: int, n: int = 120, keys: str = "abc", jitter: bool = False) -> tuple:
     """Mostly in-order records over a few keys, with ties, some out of order within a few seconds and some late by
-    up to 30 s (beyond every grace here), starting at 0 (so windows near 0, and early sliding records, occur)."""
+    up to 30 s (beyond every grace here), starting at 0 (so windows near 0, and early sliding records, occur).
+    `jitter`: add 0-499 ms to each timestamp (fewer ties, no grid)."""
     rng = random.Random(seed)
     now = 0
     records = []
@@ -71,7 +81,7 @@ def random_records(seed: int, n: int = 120, keys: str = "abc") -> tuple:
             ts = max(0, now - rng.randrange(1, 12) * GRID)
         else:
             ts = max(0, now - rng.randrange(12, 60) * GRID)
-        records.append((rng.choice(keys), rng.randint(1, 9), ts))
+        records.append((rng.choice(keys), rng.randint(1, 9), ts + (rng.randrange(GRID) if jitter else 0)))
     return tuple(records)
 
 
@@ -140,27 +150,29 @@ def test_hand_computed_case_is_what_kafka_streams_does(case: Case):
 
 # ---- random input: ours vs Kafka Streams ----
 
-PARAMS = [pytest.param(WINDOWS[w], agg, seed, id=f"{w}-{agg}-seed{seed}")
-          for w in WINDOWS for agg in AGGREGATIONS for seed in SEEDS]
+PARAMS = ([pytest.param(WINDOWS[w], agg, seed, False, id=f"{w}-{agg}-seed{seed}")
+           for w in WINDOWS for agg in AGGREGATIONS for seed in SEEDS]
+          + [pytest.param(JITTERED_WINDOWS[w], agg, seed, True, id=f"{w}-{agg}-seed{seed}-jittered")
+             for w in JITTERED_WINDOWS for agg in AGGREGATIONS for seed in JITTERED_SEEDS])
 
 
-@pytest.mark.parametrize("window, aggregation, seed", PARAMS)
-def test_every_update_last_values(window, aggregation, seed):
-    assert_same(window, aggregation, "all", random_records(seed), last_values,
+@pytest.mark.parametrize("window, aggregation, seed, jitter", PARAMS)
+def test_every_update_last_values(window, aggregation, seed, jitter):
+    assert_same(window, aggregation, "all", random_records(seed, jitter=jitter), last_values,
                 "the windows and their last values (every-update mode)")
 
 
-@pytest.mark.parametrize("window, aggregation, seed", PARAMS)
-def test_every_update_sequence_per_window(window, aggregation, seed):
-    assert_same(window, aggregation, "all", random_records(seed), by_window,
+@pytest.mark.parametrize("window, aggregation, seed, jitter", PARAMS)
+def test_every_update_sequence_per_window(window, aggregation, seed, jitter):
+    assert_same(window, aggregation, "all", random_records(seed, jitter=jitter), by_window,
                 "each window's sequence of updates, tombstones included (every-update mode)")
 
 
-@pytest.mark.parametrize("window, aggregation, seed", PARAMS)
-def test_final_results(window, aggregation, seed):
-    assert_same(window, aggregation, "final", random_records(seed), Counter,
-                "the final results, as a multiset (emit final)")
-    assert_same(window, aggregation, "final", random_records(seed), list,
+@pytest.mark.parametrize("window, aggregation, seed, jitter", PARAMS)
+def test_final_results(window, aggregation, seed, jitter):
+    records = random_records(seed, jitter=jitter)
+    assert_same(window, aggregation, "final", records, Counter, "the final results, as a multiset (emit final)")
+    assert_same(window, aggregation, "final", records, list,
                 "the order of the final results (Kafka Streams: by window end, then key)")
 
 
