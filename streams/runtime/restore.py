@@ -84,8 +84,13 @@ async def restore_tasks(bootstrap: str, tasks: list[TaskState], *, wipe: Callabl
             if tp in pending:
                 consumer.seek(tp, starts[tp])
         consumer.pause(*[tp for tp in tps if tp not in pending])
-        results = [RestoreResult(jobs[tp][1], jobs[tp][0].name, starts[tp], ends[tp], 0, 0.0)
-                   for tp in tps if tp not in pending]
+        results = []
+        for tp in tps:
+            if tp not in pending:
+                task, name = jobs[tp]
+                results.append(RestoreResult(name, task.name, starts[tp], ends[tp], 0, 0.0))
+                progress.info("restored store %s (task %s): 0 records (up to date at offset %d)", name, task.name,
+                              ends[tp])
         results += await _read(consumer, jobs, starts, ends, pending, max_records)
         for tp, (task, name) in jobs.items():
             # The restored records must be durable before a checkpoint claims them.

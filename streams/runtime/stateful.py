@@ -95,7 +95,7 @@ def build_time_aggregate(node: Node, ctx: Any, down: Process, late: LateRecords)
     windows_for = windows.windows_for
 
     def process(k, v):
-        if k is None or v is None:
+        if k is None:   # Kafka Streams counts a None value in time windows; only a None key is skipped
             return
         ts = ctx.record.timestamp
         st = _advance(ctx, nname, ts)
@@ -233,14 +233,15 @@ def build_session_aggregate(node: Node, ctx: Any, down: Process, late: LateRecor
     gap, grace = windows.gap_ms, windows.grace_ms
 
     def process(k, v):
-        if k is None or v is None:
+        if k is None:   # as for time windows, a None value is aggregated
             return
         ts = ctx.record.timestamp
         st = _advance(ctx, nname, ts)
         close = st - grace - gap
         store = ctx.task.stores[name]
         kb = ks(k)
-        found = store.find_sessions(kb, ts - gap, ts + gap)
+        # A closed session (stream time >= its end + gap + grace) is final: it is neither found nor merged into.
+        found = [f for f in store.find_sessions(kb, ts - gap, ts + gap) if f[1] > close]
         start = end = ts
         acc = init()
         for s, e, stored in found:
