@@ -54,14 +54,15 @@ class App:
 
     Settings: `broker` (None: an embedded broker under `workdir`), `workdir` (default ./.streams/<id>),
     `commit_interval` seconds, `on_error` ("fail", "skip" or "dead_letter" to `<id>-dead-letter`),
-    `default_partitions` for topics the app creates, `session_timeout` seconds (how fast a dead worker's tasks move).
+    `default_partitions` for topics the app creates, `session_timeout` seconds (how fast a dead worker's tasks move),
+    `broker_port` for the embedded broker (None: the port it had last time, when free; 0: any free port).
     `worker` is what runs the app in this process, else None: the runtime's worker during `run_worker()`, or a
     `streams.testing.TestDriver`.
     """
 
     def __init__(self, id: str, *, broker: str | None = None, workdir: str | os.PathLike | None = None,
                  commit_interval: float = 0.5, on_error: str = "fail", dead_letter_topic: str | None = None,
-                 default_partitions: int = 4, session_timeout: float = 10.0, broker_port: int = 0,
+                 default_partitions: int = 4, session_timeout: float = 10.0, broker_port: int | None = None,
                  shutdown_timeout: float = 10.0, linger_ms: int = 5, max_batch_size: int = 512 * 1024,
                  max_poll_records: int = 10_000, max_partition_fetch_bytes: int = 4 * 1024 * 1024,
                  max_agent_backlog: int = 64, producer_config: dict | None = None,
@@ -254,8 +255,8 @@ class App:
         """Where clients connect: the broker URL's hosts, or the running embedded broker."""
         if self.broker is not None:
             return self.broker
-        if self.embedded is not None:
-            return self.embedded.bootstrap_servers
+        if self.embedded is not None and self.embedded.address is not None:
+            return self.embedded.address
         raise RuntimeError(f"app {self.id!r} has no broker: give broker= or start a worker (which starts one)")
 
     async def send(self, topic: Topic | str, key: Any = None, value: Any = None, *, headers: list | None = None,
@@ -292,19 +293,24 @@ class App:
         from .runtime.worker import Worker
         if self.worker is not None:
             raise RuntimeError(f"app {self.id!r} is already running in this process (a worker or a test driver)")
-        started_broker = False
+        shared = None
         if self.broker is None and self.embedded is None:
-            from broker_embedded import EmbeddedBroker
-            data_dir = self.workdir / "broker"
-            data_dir.mkdir(parents=True, exist_ok=True)
+            from .embedded import SharedBroker
             # One machine: no point waiting 3 s for more members before the first rebalance.
-            self.embedded = EmbeddedBroker(data_dir=str(data_dir), port=self.broker_port,
-                                           group_initial_rebalance_delay_ms=0)
-            await self.embedded.start()
-            started_broker = True
-            print(f"bootstrap {self.embedded.bootstrap_servers}", flush=True)
+            shared = SharedBroker(self.workdir / "broker", port=self.broker_port,
+                                  group_initial_rebalance_delay_ms=0)
+            address = await shared.acquire()
+            self.embedded = shared
+            if shared.owner:
+                print(f"bootstrap {address}", flush=True)
+            else:
+                print(f"bootstrap {address} (the app's broker, started by another worker in {self.workdir})",
+                      flush=True)
+        watch = None
         try:
             self.worker = Worker(self, self.bootstrap_servers)
+            if shared is not None and not shared.owner:
+                watch = asyncio.create_task(shared.watch(self.worker.fail))
             task = asyncio.create_task(self.worker.run())
             started = asyncio.create_task(self.worker.started.wait())
             await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
@@ -314,9 +320,11 @@ class App:
             await task
         finally:
             self.worker = None
+            if watch is not None:
+                watch.cancel()
             await self.close()
-            if started_broker:
-                await self.embedded.stop()
+            if shared is not None:
+                await shared.release()
                 self.embedded = None
 
     def stop_worker(self) -> None:

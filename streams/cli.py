@@ -258,8 +258,13 @@ def main(argv: list[str] | None = None, app=None) -> None:
             asyncio.run(_reset(app, args))
             return
         if app.broker is None:
-            raise UsageError(f"{args.command} needs a broker: pass --broker kafka://host:port (a worker prints "
-                             "its embedded broker's address as 'bootstrap HOST:PORT')")
+            # The app's embedded broker, if a worker of the app runs from this folder.
+            from broker_embedded import EmbeddedBroker
+            running = EmbeddedBroker.running_address(str(app.workdir / "broker"))
+            if running is None:
+                raise UsageError(f"{args.command} needs a broker: start a worker of the app in this folder, or pass "
+                                 "--broker kafka://host:port")
+            app.broker = running
         asyncio.run(_send(app, args) if args.command == "send" else _topics(app, args))
     except (UsageError, GroupConflictError) as exc:
         print(f"streams: error: {exc}", file=sys.stderr)
