@@ -52,6 +52,8 @@ WINDOWS = {
     "sliding-3s-grace2.25s": {"kind": "sliding", "time_difference": 3_000, "grace": 2_250},
     "session-3.25s": {"kind": "session", "inactivity_gap": 3_250, "grace": 0},
     "session-4s-grace1.25s": {"kind": "session", "inactivity_gap": 4_000, "grace": 1_250},
+    # On the grid, so Kafka Streams' session off-by-one (2) below does occur; our sessions follow Kafka Streams there.
+    "session-3s-on-grid": {"kind": "session", "inactivity_gap": 3_000, "grace": 0},
 }
 # Off the grid: timestamps get 0-499 ms of jitter, durations are not multiples of each other.
 JITTERED_WINDOWS = {
@@ -180,6 +182,8 @@ def test_kafka_streams_emits_final_results_in_window_end_then_key_order():
     """What the order check above relies on, seen on Kafka Streams itself."""
     for name, window in WINDOWS.items():
         for seed in SEEDS:
+            if "on-grid" in name:
+                continue  # where the off-by-ones occur, a closed window is emitted again, out of order
             out = reference(window, "count", "final", random_records(seed))
             assert out, name
             assert out == sorted(out, key=lambda r: (r[2], r[0])), name

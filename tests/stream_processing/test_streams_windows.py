@@ -310,9 +310,19 @@ CLOSED_SESSION_ALL = Case("closed-session-not-merged-all", CLOSED, "count", "all
 CLOSED_SESSION_FINAL = Case("closed-session-not-merged-final", CLOSED, "count", "final", CLOSED_RECORDS, (
     ("A", 1_000, 1_000, 1), ("A", 5_000, 8_000, 2)))
 
+# Sessions, gap 3 s, grace 0: 4000 is exactly one gap after [1000,1000] (the gap is inclusive) and it moves stream time
+# to 4000; the session it joins is still open, since whether a session is closed is decided on the stream time from
+# before the record (Kafka Streams' session store looks sessions up before the new record's time reaches it).
+EXACT_GAP = {"kind": "session", "inactivity_gap": 3_000, "grace": 0}
+EXACT_GAP_ALL = Case("session-exact-gap-no-grace-all", EXACT_GAP, "count", "all",
+                     (("A", 1, 1_000), ("A", 1, 4_000)),
+                     (("A", 1_000, 1_000, 1), ("A", 1_000, 1_000, None), ("A", 1_000, 4_000, 2)), exact_order=False)
+EXACT_GAP_FINAL = Case("session-exact-gap-no-grace-final", EXACT_GAP, "reduce", "final",
+                       (("A", 1, 1_000), ("A", 2, 4_000), ("B", 0, 10_000)), (("A", 1_000, 4_000, 3),))
+
 RULE_CASES = [LATE_ALL, LATE_FINAL, IN_GRACE_FINAL, AT_END_ALL, AT_END_FINAL, FORWARD_ALL, FORWARD_FINAL,
               SHARED_TIME_ALL, BRIDGE_COUNT_ALL, NULL_KEY_ALL, FILTERED_FINAL, FILTERED_SESSION_ALL,
-              CLOSED_SESSION_ALL, CLOSED_SESSION_FINAL]
+              CLOSED_SESSION_ALL, CLOSED_SESSION_FINAL, EXACT_GAP_ALL, EXACT_GAP_FINAL]
 
 
 def check(case: Case) -> None:
@@ -354,6 +364,11 @@ def test_window_time_comes_from_the_records_that_reach_the_window():
 def test_a_closed_session_is_not_merged_into():
     check(CLOSED_SESSION_ALL)
     check(CLOSED_SESSION_FINAL)
+
+
+def test_a_record_exactly_one_gap_later_joins_the_session_with_no_grace():
+    check(EXACT_GAP_ALL)
+    check(EXACT_GAP_FINAL)
 
 
 def test_stream_time_is_per_task():
