@@ -55,7 +55,8 @@ class App:
     Settings: `broker` (None: an embedded broker under `workdir`), `workdir` (default ./.streams/<id>),
     `commit_interval` seconds, `on_error` ("fail", "skip" or "dead_letter" to `<id>-dead-letter`),
     `default_partitions` for topics the app creates, `session_timeout` seconds (how fast a dead worker's tasks move),
-    `broker_port` for the embedded broker (None: the port it had last time, when free; 0: any free port).
+    `broker_port` for the embedded broker (None: the port it had last time, when free; 0: any free port),
+    `num_standby_replicas` warm copies of each stateful task on other workers (for fast failover).
     `worker` is what runs the app in this process, else None: the runtime's worker during `run_worker()`, or a
     `streams.testing.TestDriver`.
     """
@@ -66,11 +67,13 @@ class App:
                  shutdown_timeout: float = 10.0, linger_ms: int = 5, max_batch_size: int = 512 * 1024,
                  max_poll_records: int = 10_000, max_partition_fetch_bytes: int = 4 * 1024 * 1024,
                  max_agent_backlog: int = 64, producer_config: dict | None = None,
-                 consumer_config: dict | None = None) -> None:
+                 consumer_config: dict | None = None, num_standby_replicas: int = 0) -> None:
         if not isinstance(id, str) or not id or any(not (c.isalnum() or c in "._-") for c in id):
             raise ValueError(f"bad app id {id!r}: use letters, digits, '.', '_' and '-'")
         if on_error not in ERROR_POLICIES:
             raise ValueError(f"bad on_error {on_error!r}: choose one of {', '.join(ERROR_POLICIES)}")
+        if not isinstance(num_standby_replicas, int) or num_standby_replicas < 0:
+            raise ValueError(f"num_standby_replicas must be an int >= 0, got {num_standby_replicas!r}")
         if not commit_interval > 0:
             raise ValueError(f"commit_interval must be > 0 seconds, got {commit_interval!r}")
         self.id = id
@@ -92,6 +95,7 @@ class App:
         self.max_agent_backlog = max_agent_backlog
         self.producer_config = dict(producer_config or {})
         self.consumer_config = dict(consumer_config or {})
+        self.num_standby_replicas = num_standby_replicas
         self.graph = Graph(id)
         self.builder = Builder(self.graph, self.topic)
         self.topics: dict[str, Topic] = {}

@@ -26,7 +26,7 @@ from ..errors import GroupConflictError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TaskAssignor", "balance_tasks", "subscription_conflict"]
+__all__ = ["TaskAssignor", "balance_tasks", "place_standbys", "subscription_conflict"]
 
 Task = tuple[int, int]
 
@@ -54,10 +54,11 @@ def _quotas(counts: Mapping[int, int], members: list[str], previous: Mapping[str
     return quota
 
 
-def balance_tasks(tasks: list[Task], members: list[str], previous: Mapping[str, Iterable[Task]]
-                  ) -> dict[str, list[Task]]:
+def balance_tasks(tasks: list[Task], members: list[str], previous: Mapping[str, Iterable[Task]],
+                  warm: Mapping[str, Iterable[Task]] | None = None) -> dict[str, list[Task]]:
     """Spread `tasks` over `members`: for every sub-topology, and in total, loads differ by at most one; a member
-    keeps the tasks it owned before (`previous`) where that balance allows."""
+    keeps the tasks it owned before (`previous`) where that balance allows, and a task that lost its owner goes
+    to a member holding a warm copy of its state (`warm`: standbys, or state left from before) where it can."""
     members = sorted(members)
     if not members:
         return {}
@@ -76,11 +77,33 @@ def balance_tasks(tasks: list[Task], members: list[str], previous: Mapping[str, 
                 quota[m][t[0]] -= 1
                 owned[m].append(t)
                 taken.add(t)
+    warm_sets = {m: {tuple(t) for t in (warm or {}).get(m, ())} for m in members}
     for t in sorted(wanted - taken):
-        m = next(x for x in members if quota[x][t[0]] > 0)
+        m = next((x for x in members if quota[x][t[0]] > 0 and t in warm_sets[x]), None) or \
+            next(x for x in members if quota[x][t[0]] > 0)
         quota[m][t[0]] -= 1
         owned[m].append(t)
     return owned
+
+
+def place_standbys(owned: Mapping[str, list[Task]], stateful: set[int], replicas: int,
+                   warm: Mapping[str, Iterable[Task]]) -> dict[str, list[Task]]:
+    """Give each task of a stateful sub-topology `replicas` standbys on members other than its owner, preferring
+    members that already hold its state, then the members with the fewest standbys."""
+    members = sorted(owned)
+    standby: dict[str, list[Task]] = {m: [] for m in members}
+    if replicas <= 0 or len(members) < 2:
+        return standby
+    warm_sets = {m: {tuple(t) for t in warm.get(m, ())} for m in members}
+    owner = {t: m for m, ts in owned.items() for t in ts}
+    for t in sorted(owner):
+        if t[0] not in stateful:
+            continue
+        candidates = [m for m in members if m != owner[t]]
+        candidates.sort(key=lambda m: (t not in warm_sets[m], len(standby[m]) + len(owned[m]), m))
+        for m in candidates[:replicas]:
+            standby[m].append(t)
+    return standby
 
 
 def subscription_conflict(app_id: str, mine: set[str], theirs: set[str]) -> str | None:
@@ -105,6 +128,18 @@ def subscription_conflict(app_id: str, mine: set[str], theirs: set[str]) -> str 
             f"(or two versions of one app) share the id {app_id!r}; give one of them another id")
 
 
+def _member_tasks(user_data: bytes | None) -> tuple[list[Task], list[Task]]:
+    """(tasks owned, tasks with local state) from a member's subscription user data (a plain list before
+    standbys existed)."""
+    try:
+        data = json.loads(user_data or b"[]")
+        if isinstance(data, list):
+            return [tuple(t) for t in data], []
+        return [tuple(t) for t in data.get("owned", [])], [tuple(t) for t in data.get("state", [])]
+    except (ValueError, TypeError, AttributeError):
+        return [], []
+
+
 class TaskAssignor(AbstractPartitionAssignor):
     """An aiokafka assignor instance bound to the worker's live topology.
 
@@ -117,15 +152,22 @@ class TaskAssignor(AbstractPartitionAssignor):
     version = 0
 
     def __init__(self, sources: Callable[[], dict[int, list[str]]], app_id: str = "",
-                 on_conflict: Callable[[GroupConflictError], None] | None = None) -> None:
+                 on_conflict: Callable[[GroupConflictError], None] | None = None, *,
+                 stateful: Callable[[], set[int]] = set, standby_replicas: int = 0,
+                 local_state: Callable[[], Iterable[Task]] = tuple) -> None:
         self._sources = sources
         self._app_id = app_id
         self._on_conflict = on_conflict
+        self._stateful = stateful
+        self._replicas = standby_replicas
+        self._local_state = local_state
         self.owned: set[Task] = set()
+        self.standby: set[Task] = set()
         self.conflict: GroupConflictError | None = None
 
     def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
-        user_data = json.dumps(sorted(self.owned)).encode()
+        state = sorted({tuple(t) for t in self._local_state()} | self.standby | self.owned)
+        user_data = json.dumps({"owned": sorted(self.owned), "state": state}).encode()
         return ConsumerProtocolMemberMetadata(self.version, sorted(topics), user_data)
 
     def assign(self, cluster, members: Mapping[str, ConsumerProtocolMemberMetadata]
@@ -145,13 +187,11 @@ class TaskAssignor(AbstractPartitionAssignor):
         for sid, topics in sorted(sources.items()):
             counts = [len(cluster.partitions_for_topic(t) or ()) for t in topics if t in subscribed]
             tasks.extend((sid, p) for p in range(max(counts, default=0)))
-        previous = {}
+        previous, warm = {}, {}
         for mid, meta in workers.items():
-            try:
-                previous[mid] = [tuple(t) for t in json.loads(meta.user_data or b"[]")]
-            except (ValueError, TypeError):
-                previous[mid] = []
-        owned = balance_tasks(tasks, list(workers), previous)
+            previous[mid], warm[mid] = _member_tasks(meta.user_data)
+        owned = balance_tasks(tasks, list(workers), previous, warm)
+        standby = place_standbys(owned, self._stateful(), self._replicas, warm)
         out = {}
         for mid, meta in members.items():
             # Never hand a member a topic it did not subscribe to: aiokafka asserts on that. While an agent's new
@@ -162,7 +202,7 @@ class TaskAssignor(AbstractPartitionAssignor):
                 for t in sources.get(sid, []):
                     if t in theirs and p < len(cluster.partitions_for_topic(t) or ()):
                         by_topic[t].append(p)
-            user_data = {"tasks": sorted(owned.get(mid, []))}
+            user_data = {"tasks": sorted(owned.get(mid, [])), "standby": sorted(standby.get(mid, []))}
             if mid in errors:
                 user_data["error"] = errors[mid]
             out[mid] = ConsumerProtocolMemberAssignment(
@@ -179,8 +219,9 @@ class TaskAssignor(AbstractPartitionAssignor):
             data = {"tasks": data}
         try:
             self.owned = {tuple(t) for t in data.get("tasks", [])}
+            self.standby = {tuple(t) for t in data.get("standby", [])}
         except TypeError:
-            self.owned = set()
+            self.owned, self.standby = set(), set()
         if data.get("error") and self.conflict is None:
             self.conflict = GroupConflictError(data["error"])
             if self._on_conflict is not None:

@@ -26,6 +26,7 @@ from .collector import RecordCollector
 from .offsets import OffsetTracker
 from .processing import TopologyProcessor
 from .restore import restore_tasks
+from .standby import StandbyTasks
 from .tasks import task_name
 from .topics import ensure_topics
 from ..state import StateDirectory
@@ -92,7 +93,11 @@ class Worker:
         for _ in range(3):
             await asyncio.sleep(0)
         await self._prepare_topology()
-        self.assignor = TaskAssignor(self._task_sources, app.id, on_conflict=self.fail)  # another app, same id
+        self.standbys = StandbyTasks(self.bootstrap, self.state_dir, app.consumer_config)
+        self.standbys.load(self.topology)
+        self.assignor = TaskAssignor(self._task_sources, app.id, on_conflict=self.fail,  # another app, same id
+                                     stateful=self._stateful_subtopologies, standby_replicas=app.num_standby_replicas,
+                                     local_state=self._local_state)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=app.id, client_id=f"{app.id}-consumer",
             enable_auto_commit=False, auto_offset_reset="earliest", partition_assignment_strategy=[self.assignor],
@@ -112,7 +117,21 @@ class Worker:
         extra = [app.dead_letter()] if app.on_error == "dead_letter" else []
         self.topology = await ensure_topics(self.bootstrap, app, extra, self.partition_counts)
         self.processor.load(self.topology)
+        if getattr(self, "standbys", None) is not None:
+            self.standbys.load(self.topology)
         self._topology_dirty = False
+
+    def _stateful_subtopologies(self) -> set[int]:
+        return {s.id for s in self.topology.subtopologies if s.stores}
+
+    def _local_state(self) -> list[tuple[int, int]]:
+        """Tasks whose stores this worker has on disk (the assignor prefers them for a task that lost its owner)."""
+        out = []
+        for name in self.state_dir.tasks() if self.state_dir is not None else ():
+            sub, _, part = name.partition("_")
+            if sub.isdigit() and part.isdigit():
+                out.append((int(sub), int(part)))
+        return out
 
     def _task_sources(self) -> dict[int, list[str]]:
         return {s.id: [t.name for t in s.source_topics] for s in self.topology.subtopologies}
@@ -186,6 +205,8 @@ class Worker:
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
+        if getattr(self, "standbys", None) is not None:
+            await self.standbys.stop()
         if self.processor is not None:
             self.processor.tasks.close_all()
         if self.state_dir is not None:
@@ -308,10 +329,14 @@ class Worker:
         tasks = self.processor.tasks
         for task_id in [t for t in tasks.tasks if t not in owned]:
             tasks.close(task_id)
-        stateful = {s.id for s in self.topology.subtopologies if s.stores}
+        stateful = self._stateful_subtopologies()
+        # Standbys first: one that becomes active here is checkpointed and closed before its restore opens it.
+        await self.standbys.update(set(self.assignor.standby), stateful)
         new = [tasks.open(t) for t in sorted(owned) if t[0] in stateful and t not in tasks.tasks]
-        progress.info("%s: assigned %d partitions, tasks %s", self.app.id, len(assigned),
-                      ", ".join(task_name(t) for t in sorted(owned)) or "none")
+        progress.info("%s: assigned %d partitions, tasks %s%s", self.app.id, len(assigned),
+                      ", ".join(task_name(t) for t in sorted(owned)) or "none",
+                      f", standby {', '.join(task_name(t) for t in sorted(self.standbys.tasks))}"
+                      if self.standbys.tasks else "")
         if new:
             self.restores.extend(await restore_tasks(self.bootstrap, new, wipe=tasks.wipe,
                                                      consumer_config=self.app.consumer_config))
