@@ -18,8 +18,9 @@ time > e + grace, but suppression emits it once stream time >= e + grace, so at 
 window can be emitted as final twice; (2) a session is no longer found for merging once stream time >= end + gap +
 grace (its store's retention), but a record whose new session ends at stream time - gap - grace exactly is not
 dropped either: it starts a second session with the same bounds, which replaces the first in the store (final mode
-then emits that window twice). test_kafka_streams_boundary_quirks pins both down, so an upgrade that changes them
-shows up here.
+then emits that window twice). test_kafka_streams_quirks pins both down, so an upgrade that changes them shows up
+here. Our sessions follow Kafka Streams at (2), so one session window ("session-3s-on-grid") keeps its boundaries on
+the grid; (1) depends on the order in which one record's updates reach suppression, and stays out.
 
 When ours and Kafka Streams disagree, the failure names the smallest input (a prefix, then records removed one by one
 while they still disagree) with both outputs.
