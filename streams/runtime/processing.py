@@ -70,6 +70,7 @@ class TopologyProcessor:
         self._routes: dict[str, tuple] = {}                 # topic -> (key deserializer, value deserializer, process)
         self._topic_task: dict[str, int] = {}               # topic -> sub-topology id
         self._agent_pending: dict[tuple, list] = {}         # (agent, route) -> events of the records being processed
+        self._reported: set[tuple] = set()                  # where user-code errors came from (traceback once)
 
     def load(self, topology: Topology) -> None:
         """Build the closures of every sub-topology (again, when the topology changed)."""
@@ -185,22 +186,26 @@ class TopologyProcessor:
         policy = self.app.on_error
         where = f"{m.topic}[{m.partition}]@{m.offset}"
         if policy == "fail":
+            self.report(exc, f"processing failed at {where}; the worker stops (on_error='fail')")
             raise ProcessingError(f"processing failed at {where} (topic {m.topic!r}, partition {m.partition}, "
                                   f"offset {m.offset}): {type(exc).__name__}: {exc}", m.topic, m.partition,
                                   m.offset) from exc
-        log.warning("skipping record %s: %s: %s", where, type(exc).__name__, exc)
         if policy == "dead_letter":
+            self.report(exc, f"record {where} failed; sent to {self.app.dead_letter_topic}")
             self.dead_letter(exc, m.topic, m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
+        else:
+            self.report(exc, f"record {where} failed; skipped (on_error='skip')")
 
     def agent_failed(self, agent: "Agent", exc: BaseException, ev: Event | None) -> bool:
         """Apply the policy to an agent's failure; True means run the agent function again."""
         err = agent.failure(exc, ev)
+        where = f"{ev.topic}[{ev.partition}]@{ev.offset}" if ev is not None else "no record"
         if self.app.on_error == "fail":
-            log.error("%s", err)
+            self.report(exc, f"agent {agent.name!r} failed at {where}; the worker stops (on_error='fail')")
             self.fail(err)
             return False
-        log.warning("skipping: %s", err)
         if self.app.on_error == "dead_letter" and ev is not None and ev.offset >= 0:
+            self.report(exc, f"agent {agent.name!r} failed at {where}; sent to {self.app.dead_letter_topic}")
             src = agent.source
             try:
                 key = src.key_serde.serialize(ev.key)
@@ -208,7 +213,23 @@ class TopologyProcessor:
             except Exception:
                 key, value = None, repr(ev.value).encode()
             self.dead_letter(exc, ev.topic, ev.partition, ev.offset, key, value, ev.headers, ev.timestamp)
+        else:
+            self.report(exc, f"agent {agent.name!r} failed at {where}; skipped")
         return True
+
+    def report(self, exc: BaseException, what: str) -> None:
+        """Log a user-code failure: with its traceback the first time this error comes from this line of code,
+        in one line after that (a poison stream must not flood the log with the same traceback)."""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        origin = (type(exc), tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else (type(exc),)
+        if origin in self._reported:
+            log.error("%s: %s: %s (traceback logged before)", what, type(exc).__name__, exc)
+            return
+        if len(self._reported) < 1000:
+            self._reported.add(origin)
+        log.error("%s: %s: %s", what, type(exc).__name__, exc, exc_info=(type(exc), exc, exc.__traceback__))
 
     def dead_letter(self, exc: BaseException, topic: str, partition: int, offset: int, key: bytes | None,
                     value: bytes | None, headers: Any, timestamp: int | None) -> None:

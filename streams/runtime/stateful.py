@@ -236,12 +236,14 @@ def build_session_aggregate(node: Node, ctx: Any, down: Process, late: LateRecor
         if k is None:   # as for time windows, a None value is aggregated
             return
         ts = ctx.record.timestamp
+        before = ctx.task.times.get(nname, -1)
         st = _advance(ctx, nname, ts)
         close = st - grace - gap
         store = ctx.task.stores[name]
         kb = ks(k)
         # A closed session (stream time >= its end + gap + grace) is final: it is neither found nor merged into.
-        found = [f for f in store.find_sessions(kb, ts - gap, ts + gap) if f[1] > close]
+        # Kafka Streams' store judges that by the stream time before this record (it has not seen it yet).
+        found = [f for f in store.find_sessions(kb, ts - gap, ts + gap) if f[1] > before - grace - gap]
         start = end = ts
         acc = init()
         for s, e, stored in found:
