@@ -52,9 +52,9 @@ class WriteBuffer:
 
     def delete_range(self, lo: bytes, hi: bytes) -> None:
         """Buffer the deletion of every key in [lo, hi), buffered or in the database."""
-        for key in self._keys.irange(lo, hi):
-            del self._values[key]
-            self._keys.discard(key)
+        values = self._values
+        for key in self._keys.pop_range(lo, hi):
+            del values[key]
         self._deleted_ranges.append((lo, hi))
 
     def _in_deleted_range(self, key: bytes) -> bool:

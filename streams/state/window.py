@@ -14,8 +14,12 @@ from __future__ import annotations
 from typing import Iterator
 
 from .segmented import SegmentedStore
-from .segments import MAX_TIME, MIN_TIME, check_time, decode_time, encode_time, key_prefix, split_key
+from .segments import (_SIGN, _U32, _U64, MAX_TIME, MIN_TIME, check_time, decode_time, encode_time, key_prefix,
+                       split_key)
 from .store import check_bytes
+
+_U32_PACK = _U32.pack
+_U64_PACK = _U64.pack
 
 
 class WindowStore(SegmentedStore):
@@ -29,16 +33,20 @@ class WindowStore(SegmentedStore):
 
         Returns False, and neither stores nor logs anything, when the window is already older than retention.
         """
-        check_bytes("key", key)
-        check_time("window start", start)
-        if value is not None:
+        # The checks and encodings of check_bytes/check_time/key_prefix/encode_time, inlined: this runs per record.
+        if type(key) is not bytes:
+            check_bytes("key", key)
+        if type(start) is not int or not MIN_TIME <= start <= MAX_TIME:
+            check_time("window start", start)
+        if value is not None and type(value) is not bytes:
             check_bytes("value", value)
         segments = self._segments
-        if start < segments.cutoff:
+        if start < segments.observed - segments.retention_ms:   # segments.cutoff
             return False
-        segments.observe(start)
-        changelog_key = key_prefix(key) + encode_time(start)
-        self._buffer.put(segments.prefix(segments.segment(start)) + changelog_key, value)
+        if start > segments.observed:                            # segments.observe(start)
+            segments.observed = start
+        changelog_key = _U32_PACK(len(key)) + key + _U64_PACK(start + _SIGN)
+        self._buffer.put(segments.prefix(start // segments.interval_ms) + changelog_key, value)
         if self.on_change is not None:
             self.on_change(changelog_key, value)
         return True
@@ -50,9 +58,10 @@ class WindowStore(SegmentedStore):
     def fetch(self, key: bytes, start: int) -> bytes | None:
         """The value of `key`'s window starting at `start`, or None (absent or expired)."""
         segments = self._segments
-        if start < segments.cutoff:
+        if start < segments.observed - segments.retention_ms:   # segments.cutoff
             return None
-        return self._buffer.get(segments.prefix(segments.segment(start)) + key_prefix(key) + encode_time(start))
+        return self._buffer.get(segments.prefix(start // segments.interval_ms) + _U32_PACK(len(key)) + key
+                                + _U64_PACK(start + _SIGN))
 
     def fetch_range(self, key: bytes, t_from: int, t_to: int) -> list[tuple[int, bytes]]:
         """(start, value) of `key`'s live windows with t_from <= start <= t_to, ordered by start."""
