@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 progress = logging.getLogger("streams.progress")
 
+LAG_REPORT_EVERY = 5.0   # seconds between "catching up" lines
+
 __all__ = ["Worker"]
 
 
@@ -73,6 +75,10 @@ class Worker:
         self._topology_dirty = False
         self.state_dir: StateDirectory | None = None
         self.restores: list = []        # RestoreResults of this worker's restores, newest last
+        self._lag_reported = time.monotonic()
+        self._lag_processed = 0
+        self._positions: dict = {}      # partition -> the offset after the last record processed
+        self._behind = False
         self.started = asyncio.Event()
 
     # ---- lifecycle ----
@@ -247,12 +253,17 @@ class Worker:
             if now - last_commit >= interval:
                 await self.commit()
                 last_commit = time.monotonic()
+            if now - self._lag_reported >= LAG_REPORT_EVERY:
+                self._report_lag(now)
 
     def _process(self, batch: dict) -> None:
         for msgs, ends in self.processor.task_runs(batch):
             self._process_records(msgs, ends)
 
     def _process_records(self, msgs: list, ends: list) -> None:
+        positions = self._positions
+        for tp, end in ends:
+            positions[tp] = end
         try:
             self.processor.process(msgs)
         except ProcessingError as err:
@@ -342,6 +353,29 @@ class Worker:
                                                      consumer_config=self.app.consumer_config))
         # Only now: a task's records are processed (and its stores readable) once its stores are restored.
         self.assigned = set(assigned)
+
+    def _report_lag(self, now: float) -> None:
+        """Every few seconds while this worker is behind: how many records, how fast it catches up, and when it
+        will have caught up; one line once it has."""
+        elapsed = max(now - self._lag_reported, 1e-3)
+        self._lag_reported = now
+        behind = 0
+        for tp in self.assigned:
+            high = self.consumer.highwater(tp)
+            position = self._positions.get(tp)
+            if high is not None and position is not None:
+                behind += max(0, high - position)
+        processed = self.processed
+        rate = (processed - self._lag_processed) / elapsed
+        self._lag_processed = processed
+        if behind > self.app.max_poll_records:
+            eta = f"{behind / rate:.0f}s" if rate > 0 else "unknown"
+            progress.info("%s: catching up: %d records behind on %d partitions, %.0f records/s, ETA %s",
+                          self.app.id, behind, len(self.assigned), rate, eta)
+            self._behind = True
+        elif self._behind and behind == 0:
+            progress.info("%s: caught up", self.app.id)
+            self._behind = False
 
     def _apply_backpressure(self) -> None:
         """Pause the partitions of agents that have more than `max_agent_backlog` chunks waiting."""
