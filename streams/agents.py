@@ -14,44 +14,18 @@ import inspect
 import logging
 import time
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 from .errors import ProcessingError
+from .records import AppLike, Event
 from .tables import current_event
 from .topics import Channel, Topic
-
-if TYPE_CHECKING:
-    from .app import App
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Agent", "AgentStream", "Event"]
 
 ASK_HEADER = "streams-ask-id"
-
-
-@dataclass(slots=True, eq=False, repr=False)
-class Event:
-    """One record as an agent sees it."""
-
-    key: Any
-    value: Any
-    headers: Any = ()
-    timestamp: int | None = None
-    topic: str = ""
-    partition: int = -1
-    offset: int = -1
-
-    def header(self, name: str) -> bytes | None:
-        for k, v in self.headers or ():
-            if k == name:
-                return v
-        return None
-
-    def __repr__(self) -> str:
-        return (f"Event(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, key={self.key!r}, "
-                f"value={self.value!r:.60})")
 
 
 class Chunk:
@@ -216,7 +190,7 @@ class _Route:
 class Agent:
     """An `@app.agent` function with its source, concurrency and sinks."""
 
-    def __init__(self, app: "App", fn: Callable, source: Topic | Channel, *, name: str, concurrency: int = 1,
+    def __init__(self, app: AppLike, fn: Callable, source: Topic | Channel, *, name: str, concurrency: int = 1,
                  sink: list | None = None) -> None:
         if not (inspect.isasyncgenfunction(fn) or inspect.iscoroutinefunction(fn)):
             raise TypeError(f"agent {name!r} must be an `async def` function (optionally with `yield`)")

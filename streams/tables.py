@@ -25,7 +25,7 @@ from .topology.stores import StoreSpec
 from .windows import HoppingWindows, TumblingWindows, to_millis
 
 if TYPE_CHECKING:
-    from .app import App
+    from .records import AppLike
 
 __all__ = ["Table", "WindowSet", "WindowedTable", "current_event"]
 
@@ -38,7 +38,7 @@ class Table:
     """A dict-like table held per partition by the agent that uses it; `default` makes missing keys read as
     `default()` (like `collections.defaultdict`, without inserting them)."""
 
-    def __init__(self, app: "App", name: str, *, default: Callable[[], Any] | None = None, key_type: Any = None,
+    def __init__(self, app: "AppLike", name: str, *, default: Callable[[], Any] | None = None, key_type: Any = None,
                  value_type: Any = None, key_serde: Any = None, value_serde: Any = None, partitions: int | None = None,
                  help: str | None = None, **_ignored: Any) -> None:
         if default is not None and not callable(default):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .serde import Serde, serde_for
 
 if TYPE_CHECKING:
-    from .app import App
+    from .records import AppLike
 
 __all__ = ["Topic", "Channel"]
 
@@ -34,7 +34,7 @@ class Topic:
 
     def __init__(self, name: str, *, key_type: Any = None, value_type: Any = None, key_serde: Serde | None = None,
                  value_serde: Serde | None = None, partitions: int | None = None, config: dict | None = None,
-                 internal: bool = False, app: "App | None" = None) -> None:
+                 internal: bool = False, app: "AppLike | None" = None) -> None:
         self.name = _check_name(name)
         if partitions is not None and (not isinstance(partitions, int) or partitions < 1):
             raise ValueError(f"partitions must be a positive int, got {partitions!r} for topic {name!r}")

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..agents import Event
+from ..records import AppLike, Event
 from ..errors import ProcessingError
 from ..topology.compiler import Topology
 from ..topology.graph import Node
@@ -23,7 +23,6 @@ from .tasks import TaskStates
 
 if TYPE_CHECKING:
     from ..agents import Agent
-    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class TopologyProcessor:
     agent fails under the `fail` policy (a DSL failure under `fail` raises `ProcessingError` from `process()`).
     """
 
-    def __init__(self, app: "App", append: Callable, fail: Callable[[ProcessingError], None],
+    def __init__(self, app: "AppLike", append: Callable, fail: Callable[[ProcessingError], None],
                  state_dir: Any = None) -> None:
         self.app = app
         self.append = append

@@ -13,7 +13,7 @@ from ..topics import Topic
 from ..topology.compiler import Topology
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..records import AppLike
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ async def _create(admin: AIOKafkaAdminClient, topics: list[tuple[Topic, int]]) -
     log.info("created topics %s", ", ".join(f"{t.name}({n})" for t, n in topics))
 
 
-def wanted_topics(app: "App", extra: list[Topic]) -> dict[str, Topic]:
+def wanted_topics(app: "AppLike", extra: list[Topic]) -> dict[str, Topic]:
     """Every topic the app reads or writes, by name: the topology's, `extra` ones and the agents' sinks."""
     wanted = dict(app.topology().topics())
     for t in extra + app.extra_topics():
@@ -73,7 +73,7 @@ def wanted_topics(app: "App", extra: list[Topic]) -> dict[str, Topic]:
     return wanted
 
 
-def plan_topics(app: "App", wanted: dict[str, Topic], existing: dict[str, int]
+def plan_topics(app: "AppLike", wanted: dict[str, Topic], existing: dict[str, int]
                 ) -> tuple[Topology, dict[str, tuple[Topic, int]]]:
     """The topology as it runs once the missing topics exist, and `{name: (topic, partitions)}` of those to create.
 
@@ -112,7 +112,7 @@ def plan_topics(app: "App", wanted: dict[str, Topic], existing: dict[str, int]
     return topology, missing
 
 
-async def ensure_topics(bootstrap: str, app: "App", extra: list[Topic], counts: dict[str, int],
+async def ensure_topics(bootstrap: str, app: "AppLike", extra: list[Topic], counts: dict[str, int],
                         create: bool = True) -> Topology:
     """Compile the app's topology against the broker, creating missing topics (see `plan_topics`) unless
     `create` is false; fills `counts` in place with the partition counts of the topics that exist.

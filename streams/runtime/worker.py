@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
 from aiokafka.structs import OffsetAndMetadata
 
-from ..agents import Event
+from ..records import AppLike, Event
 from ..errors import ProcessingError
 from ..topology.compiler import Topology
 from .assignor import TaskAssignor
@@ -30,9 +30,6 @@ from .standby import StandbyTasks
 from .tasks import task_name
 from .topics import ensure_topics
 from ..state import StateDirectory
-
-if TYPE_CHECKING:
-    from ..app import App
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("streams.progress")
@@ -56,7 +53,7 @@ class _Listener(ConsumerRebalanceListener):
 class Worker:
     """Runs an app's topology and agents against `bootstrap` until `stop()` (or a failure under policy `fail`)."""
 
-    def __init__(self, app: "App", bootstrap: str) -> None:
+    def __init__(self, app: "AppLike", bootstrap: str) -> None:
         self.app = app
         self.bootstrap = bootstrap
         self.tracker = OffsetTracker()
