@@ -41,7 +41,7 @@ class OffsetTracker:
 
     def committable(self) -> dict:
         """{tp: offset} for partitions that advanced since the last call (offset = next record to read)."""
-        out = {}
+        out, self._committable = self._committable, {}
         for tp, units in self._units.items():
             end = None
             while units and units[0].pending <= 0:
@@ -49,6 +49,12 @@ class OffsetTracker:
             if end is not None:
                 out[tp] = end
         return out
+
+    def restore(self, offsets: dict) -> None:
+        """Put back offsets that `committable()` returned but could not be committed, unless newer ones exist."""
+        for tp, end in offsets.items():
+            if tp not in self._committable or self._committable[tp] < end:
+                self._committable[tp] = end
 
     def outstanding(self, tps=None) -> int:
         """How many units are still waiting for agents (in `tps`, or anywhere)."""
@@ -59,3 +65,4 @@ class OffsetTracker:
         """Drop partitions this worker no longer owns; their unfinished records will be read again elsewhere."""
         for tp in tps:
             self._units.pop(tp, None)
+            self._committable.pop(tp, None)

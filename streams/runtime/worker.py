@@ -84,9 +84,12 @@ class Worker:
         """Create what the app needs, start the clients and agents, join the group."""
         app = self.app
         self.state_dir = StateDirectory(app.workdir / "state").acquire()
+        # Idempotent: a retried batch is never written twice, and retriable errors (a full disk answers
+        # KAFKA_STORAGE_ERROR) are retried until they succeed, so the worker waits instead of failing.
+        settings = {"enable_idempotence": True, **app.producer_config}
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=app.linger_ms,
                                          max_batch_size=app.max_batch_size, client_id=f"{app.id}-producer",
-                                         **app.producer_config)
+                                         **settings)
         await self.producer.start()
         self.collector = RecordCollector(self.producer, self.partition_counts)
         self.processor = TopologyProcessor(app, self.collector.append, self.fail, state_dir=self.state_dir)
@@ -316,6 +319,13 @@ class Worker:
             except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
                 log.warning("commit of %d partitions failed during a rebalance (they will be read again): %s",
                             len(offsets), exc)
+            except KafkaError as exc:
+                if not getattr(exc, "retriable", False):
+                    raise
+                # The coordinator cannot store offsets right now (e.g. its disk is full): keep the offsets for
+                # the next commit, which covers them; nothing is lost, at worst records are read again.
+                self.tracker.restore(offsets)
+                log.warning("commit of %d partitions failed, retrying at the next commit: %s", len(offsets), exc)
 
     async def on_revoked(self, revoked: set) -> None:
         """Before partitions move away: wait (briefly) for agents holding their records, commit, forget them."""
