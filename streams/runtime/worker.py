@@ -257,6 +257,17 @@ class Worker:
                 self._report_lag(now)
 
     def _process(self, batch: dict) -> None:
+        early = [tp for tp in batch if tp not in self.assigned]
+        if early:
+            # Fetched before on_assigned finished restoring its task's stores (it adds the partition to `assigned`
+            # last): hand the records back, to be fetched again once the stores are whole.
+            batch = dict(batch)
+            for tp in early:
+                first = batch.pop(tp)[0].offset
+                try:
+                    self.consumer.seek(tp, first)
+                except IllegalStateError:
+                    pass   # no longer assigned: its next owner reads it from the committed offset
         for msgs, ends in self.processor.task_runs(batch):
             self._process_records(msgs, ends)
 
@@ -348,18 +359,24 @@ class Worker:
         for task_id in [t for t in tasks.tasks if t not in owned]:
             tasks.close(task_id)
         stateful = self._stateful_subtopologies()
-        # Standbys first: one that becomes active here is checkpointed and closed before its restore opens it.
-        await self.standbys.update(set(self.assignor.standby), stateful)
-        new = [tasks.open(t) for t in sorted(owned) if t[0] in stateful and t not in tasks.tasks]
-        progress.info("%s: assigned %d partitions, tasks %s%s", self.app.id, len(assigned),
-                      ", ".join(task_name(t) for t in sorted(owned)) or "none",
-                      f", standby {', '.join(task_name(t) for t in sorted(self.standbys.tasks))}"
-                      if self.standbys.tasks else "")
-        if new:
-            self.restores.extend(await restore_tasks(self.bootstrap, new, wipe=tasks.wipe,
-                                                     consumer_config=self.app.consumer_config))
-        # Only now: a task's records are processed (and its stores readable) once its stores are restored.
-        self.assigned = set(assigned)
+        # The loop goes on fetching while this restores: paused, the partitions return nothing (what was fetched
+        # for them is dropped and fetched again on resume), and `_process` hands back anything fetched before.
+        self.consumer.pause(*assigned)
+        try:
+            # Standbys first: one that becomes active here is checkpointed and closed before its restore opens it.
+            await self.standbys.update(set(self.assignor.standby), stateful)
+            new = [tasks.open(t) for t in sorted(owned) if t[0] in stateful and t not in tasks.tasks]
+            progress.info("%s: assigned %d partitions, tasks %s%s", self.app.id, len(assigned),
+                          ", ".join(task_name(t) for t in sorted(owned)) or "none",
+                          f", standby {', '.join(task_name(t) for t in sorted(self.standbys.tasks))}"
+                          if self.standbys.tasks else "")
+            if new:
+                self.restores.extend(await restore_tasks(self.bootstrap, new, wipe=tasks.wipe,
+                                                         consumer_config=self.app.consumer_config))
+            # Only now: a task's records are processed (and its stores readable) once its stores are restored.
+            self.assigned = set(assigned)
+        finally:
+            self.consumer.resume(*(set(assigned) - self._paused))
 
     def _report_lag(self, now: float) -> None:
         """Every few seconds while this worker is behind: how many records, how fast it catches up, and when it
