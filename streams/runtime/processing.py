@@ -159,6 +159,17 @@ class TopologyProcessor:
                 except Exception as exc:
                     self.record_failed(exc, _PUNCTUATION)
 
+    def metrics(self) -> dict[str, Any]:
+        """What this process counted: records processed, and records dropped as late per windowed node."""
+        late: dict[str, int] = {}
+        for sub in self.topology.subtopologies if self.topology is not None else ():
+            for node in sub.nodes:
+                counter = node.attrs.get("late")
+                if counter is not None:
+                    late[node.name] = counter.count
+        return {"records-processed": self.processed, "dropped-late-records": late,
+                "dropped-late-records-total": sum(late.values())}
+
     def take_agent_events(self) -> list[tuple["Agent", str | None, list[Event]]]:
         """The records the last `process()` calls routed to agents: `[(agent, route, events)]`, then forgotten."""
         pending = self._agent_pending

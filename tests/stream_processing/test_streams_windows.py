@@ -412,3 +412,16 @@ def test_windowed_key_and_timedelta_durations():
     assert isinstance(wk, Windowed)
     assert (wk.key, wk.start, wk.end, v) == ("k1", 10_000, 20_000, 1)
     assert wk == Windowed("k1", 10_000, 20_000)
+
+
+def test_late_records_are_counted_in_the_metrics():
+    from streams.testing import TestDriver
+    app = streams.App("late-metrics")
+    src = app.topic("in", key_type=str, value_type=int, partitions=1)
+    app.stream(src).group_by_key().windowed_by(streams.TumblingWindows(10, grace=2)).count("c")
+    with TestDriver(app) as driver:
+        for ts in (1_000, 13_000, 9_000, 11_999, 12_001, 2_000):
+            driver.pipe("in", "k", 1, timestamp=ts)
+        # stream time 13000, grace 2000: [0, 10000) closed at 12000, so 9000 and 2000 are dropped
+        metrics = app.metrics()
+        assert metrics["dropped-late-records-total"] == 2 and metrics["records-processed"] == 6
