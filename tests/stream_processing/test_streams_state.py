@@ -137,3 +137,22 @@ async def test_store_view_names_what_it_holds_and_refuses_writes(make_app, runni
         else:
             raise AssertionError("an unknown store must be refused")
     await asyncio.sleep(0)
+
+
+async def test_rebalances_close_and_reopen_rocksdb_stores_in_one_process(make_app, running):
+    """Faust's 'lock held' bug (#91, #92, #98): tasks leave and come back within one process; their RocksDB stores
+    are closed on revoke and reopened on assign, and the counts stay right."""
+    app, words = word_app(make_app)
+    async with running(app):
+        await send_words(app, words, 30)
+        await wait_counts(app, {"a": 10, "b": 10, "c": 10})
+        for round_ in range(2):
+            other, _ = word_app(make_app)
+            async with running(other):
+                # the tasks are split between the two workers now (the other one restored its share)
+                await eventually(lambda: app.worker.assignor.owned and other.worker.assignor.owned, timeout=30)
+                await send_words(app, words, 3, offset=30 + 3 * round_)
+            # the other worker left: its tasks came back here, their stores reopened from this worker's slot
+            await eventually(lambda: len(app.worker.assignor.owned) == 4, timeout=30)
+            expected = {w: 11 + round_ for w in "abc"}
+            await wait_counts(app, expected)
