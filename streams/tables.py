@@ -3,7 +3,7 @@
 A table is a key-value store per partition, like the DSL's, with the changelog `<app id>-<name>-changelog`. The key
 lives in the partition of the record being processed (as in Faust: re-key with `stream.group_by` first when the key
 is not the record's key). Which agent's tasks hold a table is found from the agent functions that mention it (the
-global or closure names they use); reads outside an agent (a timer) find the partition from the key's hash.
+global or closure names they use); reads outside an agent (a timer, `app.store(name)`) ask every partition held.
 
 Windowed tables (`.tumbling(size, expires=)`, `.hopping(size, step, expires=)`) keep one value per window, driven
 by the record's event time, not the wall clock (Faust expires windows on wall-clock time, which breaks replays):
@@ -172,6 +172,10 @@ class WindowedTable:
         kb = self.spec.key_serde.serialize(key)
         self._store(kb, write=True).put(kb, start, _TS.pack(ts) + self.spec.value_serde.serialize(value))
 
+    def relative_to_stream(self) -> "WindowedTable":
+        """Faust's name for what this table does already: windows are those of the current record's event time."""
+        return self
+
     def __repr__(self) -> str:
         return f"WindowedTable({self.name!r}, {self.windows!r})"
 
@@ -252,3 +256,10 @@ class _AnyPartition:
             if value is not None:
                 return value
         return None
+
+    def fetch_range(self, key: bytes, time_from: int, time_to: int) -> list:
+        for store in self.stores:
+            found = list(store.fetch_range(key, time_from, time_to))
+            if found:
+                return found
+        return []
