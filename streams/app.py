@@ -56,7 +56,8 @@ class App:
     `commit_interval` seconds, `on_error` ("fail", "skip" or "dead_letter" to `<id>-dead-letter`),
     `default_partitions` for topics the app creates, `session_timeout` seconds (how fast a dead worker's tasks move),
     `broker_port` for the embedded broker (None: the port it had last time, when free; 0: any free port),
-    `num_standby_replicas` warm copies of each stateful task on other workers (for fast failover). Faust's
+    `num_standby_replicas` warm copies of each stateful task on other workers (for fast failover),
+    `processing_guarantee` "at_least_once" or "exactly_once" (also "exactly_once_v2"; see `runtime.commit`). Faust's
     `topic_partitions`, `store` and `version` are accepted too (see `__init__`).
     `worker` is what runs the app in this process, else None: the runtime's worker during `run_worker()`, or a
     `streams.testing.TestDriver`.
@@ -69,6 +70,7 @@ class App:
                  max_poll_records: int = 10_000, max_partition_fetch_bytes: int = 4 * 1024 * 1024,
                  max_agent_backlog: int = 64, producer_config: dict | None = None,
                  consumer_config: dict | None = None, num_standby_replicas: int = 0,
+                 processing_guarantee: str = "at_least_once",
                  topic_partitions: int | None = None, store: str = "rocksdb://", version: int = 1) -> None:
         # Faust's names, so that a Faust app's App(...) runs unchanged: `topic_partitions` is `default_partitions`;
         # `version` > 1 makes a new app as in Faust (id `<id>-v<version>`: its own group and internal topics);
@@ -85,6 +87,9 @@ class App:
             raise ValueError(f"bad app id {id!r}: use letters, digits, '.', '_' and '-'")
         if on_error not in ERROR_POLICIES:
             raise ValueError(f"bad on_error {on_error!r}: choose one of {', '.join(ERROR_POLICIES)}")
+        from .runtime.commit import GUARANTEES
+        if processing_guarantee not in GUARANTEES:
+            raise ValueError(f"bad processing_guarantee {processing_guarantee!r}: one of {', '.join(GUARANTEES)}")
         if not isinstance(num_standby_replicas, int) or num_standby_replicas < 0:
             raise ValueError(f"num_standby_replicas must be an int >= 0, got {num_standby_replicas!r}")
         if not commit_interval > 0:
@@ -109,6 +114,7 @@ class App:
         self.producer_config = dict(producer_config or {})
         self.consumer_config = dict(consumer_config or {})
         self.num_standby_replicas = num_standby_replicas
+        self.processing_guarantee = GUARANTEES[processing_guarantee]
         self.graph = Graph(id)
         self.builder = Builder(self.graph, self.topic)
         self.topics: dict[str, Topic] = {}
@@ -189,6 +195,14 @@ class App:
             from .tables import _AnyPartition
             return view_for(spec, lambda key_bytes: _AnyPartition(held()), held, window_size_ms=spec.window_size_ms)
         return view_for(spec, locate, held, window_size_ms=spec.window_size_ms)
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters of the worker (or test driver) running the app in this process: records processed, late
+        records dropped per windowed aggregation."""
+        worker = self.worker
+        if worker is None or worker.processor is None:
+            raise RuntimeError(f"app {self.id!r} is not running in this process: start a worker (or a TestDriver)")
+        return worker.processor.metrics()
 
     def channel(self, name: str | None = None, maxsize: int = 10_000) -> Channel:
         """An in-memory channel an agent can read (not durable, nothing committed)."""

@@ -56,6 +56,7 @@ class AppLike(Protocol):
     linger_ms: int
     shutdown_timeout: float
     num_standby_replicas: int
+    processing_guarantee: str
     producer_config: dict
     consumer_config: dict
     agents: dict

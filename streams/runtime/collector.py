@@ -62,6 +62,11 @@ class RecordCollector:
     def pending(self) -> int:
         return sum(len(b) for b in self._buffers.values())
 
+    @property
+    def unflushed(self) -> int:
+        """Batches handed to the producer and not yet known to be acknowledged."""
+        return sum(1 for f in self._futures if not f.done())
+
     async def send(self) -> None:
         """Submit everything buffered as aiokafka batches (returns once they are queued, not acknowledged)."""
         if not self._buffers:

@@ -38,7 +38,7 @@ class TaskState:
     """What a processor needs while it processes one task's records."""
 
     __slots__ = ("id", "name", "partition", "sub", "stores", "specs", "times", "dropped", "changes",
-                 "checkpoints", "restored", "punctuators")
+                 "checkpoints", "restored", "punctuators", "committed_times")
 
     def __init__(self, task_id: tuple[int, int], sub: SubTopology | None = None) -> None:
         self.id = task_id
@@ -53,10 +53,45 @@ class TaskState:
         self.checkpoints: dict[str, Checkpoint] = {}
         self.restored: dict[str, int] = {}       # store -> changelog offset the local store reflects
         self.punctuators: list = []              # fn(wall_clock_ms) of the task's nodes, called by punctuate()
+        self.committed_times: dict[str, int] = {}   # `times` as of the last commit (what a rollback returns to)
 
     @property
     def stateful(self) -> bool:
         return bool(self.specs)
+
+    def flush(self) -> None:
+        """Drop expired windows, then apply every store's buffered writes (one write batch per store)."""
+        if not self.stores:
+            return
+        for node in self.sub.nodes if self.sub is not None else ():
+            if not node.op.endswith("_aggregate"):
+                continue
+            st = self.times.get(node.name)
+            if st is not None:
+                self.stores[node.attrs["stores"][0].name].expire(st)
+        for store in self.stores.values():
+            store.flush()
+
+    def checkpoint(self, acked: dict[tuple[str, int], int]) -> None:
+        """Record, per logged store, the changelog offset its database now reflects (`acked`: the next offset of
+        each changelog partition written through this process, after its records were acknowledged)."""
+        for name, cp in self.checkpoints.items():
+            topic = restore_topic(self.specs[name])
+            offset = acked.get((topic.name, self.partition)) if topic is not None else None
+            if offset is not None and offset != self.restored.get(name):
+                cp.write(offset)
+                self.restored[name] = offset
+
+    def mark_committed(self) -> None:
+        self.committed_times = dict(self.times)
+
+    def roll_back(self) -> None:
+        """Forget everything since the last commit: buffered writes, owed changelog records, stream time."""
+        for store in self.stores.values():
+            store.discard()
+        for changes in self.changes.values():
+            changes.clear()
+        self.times = dict(self.committed_times)
 
 
 class TaskStates:
@@ -150,47 +185,30 @@ class TaskStates:
 
     # ---- the commit steps ----
 
-    def changelog_records(self) -> Iterator[tuple[str, int, bytes, bytes | None, int | None]]:
-        """(topic, partition, key, value, timestamp) of every store write since the last call, then forgotten."""
+    def changelog_records(self, with_task: bool = False) -> Iterator[tuple]:
+        """(topic, partition, key, value, timestamp[, task id]) of every store write since the last call, then
+        forgotten."""
         for task in self.tasks.values():
             for name, changes in task.changes.items():
                 if not changes:
                     continue
                 topic = task.specs[name].changelog.name
                 for key, (value, ts) in changes.items():
-                    yield topic, task.partition, key, value, ts
+                    yield (topic, task.partition, key, value, ts, task.id) if with_task else \
+                        (topic, task.partition, key, value, ts)
                 changes.clear()
 
     def flush(self) -> None:
-        """Drop expired windows, then apply every store's buffered writes (one write batch per store)."""
+        """Apply every task's buffered writes (see `TaskState.flush`)."""
         for task in self.tasks.values():
-            if not task.stores:
-                continue
-            for node in task.sub.nodes if task.sub is not None else ():
-                if not node.op.endswith("_aggregate"):
-                    continue
-                spec = node.attrs["stores"][0]
-                st = task.times.get(node.name)
-                if st is not None:
-                    task.stores[spec.name].expire(st)
-            for store in task.stores.values():
-                store.flush()
+            task.flush()
 
     def discard(self) -> None:
         """Forget every buffered write and owed changelog record (an aborted transaction)."""
         for task in self.tasks.values():
-            for store in task.stores.values():
-                store.discard()
-            for changes in task.changes.values():
-                changes.clear()
+            task.roll_back()
 
     def checkpoint(self, acked: dict[tuple[str, int], int]) -> None:
-        """Record, per logged store, the changelog offset its database now reflects (`acked`: the next offset of
-        each changelog partition written through this process, after its records were acknowledged)."""
+        """Write the checkpoints of every task (see `TaskState.checkpoint`)."""
         for task in self.tasks.values():
-            for name, cp in task.checkpoints.items():
-                topic = restore_topic(task.specs[name])
-                offset = acked.get((topic.name, task.partition)) if topic is not None else None
-                if offset is not None and offset != task.restored.get(name):
-                    cp.write(offset)
-                    task.restored[name] = offset
+            task.checkpoint(acked)

@@ -14,15 +14,15 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from ..records import AppLike, Event
+from ..tables import current_event
 from ..errors import ProcessingError
 from ..topology.compiler import Topology
 from .assignor import TaskAssignor
-from .collector import RecordCollector
+from .commit import AtLeastOnce, ExactlyOnce, committer_for
 from .offsets import OffsetTracker
 from .processing import TopologyProcessor
 from .restore import restore_tasks
@@ -60,8 +60,7 @@ class Worker:
         self.processor: TopologyProcessor | None = None
         self.topology: Topology | None = None
         self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
-        self.collector: RecordCollector | None = None
+        self.committer: AtLeastOnce | ExactlyOnce | None = None
         self.partition_counts: dict[str, int] = {}
         self.assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
@@ -84,15 +83,10 @@ class Worker:
         """Create what the app needs, start the clients and agents, join the group."""
         app = self.app
         self.state_dir = StateDirectory(app.workdir / "state").acquire()
-        # Idempotent: a retried batch is never written twice, and retriable errors (a full disk answers
-        # KAFKA_STORAGE_ERROR) are retried until they succeed, so the worker waits instead of failing.
-        settings = {"enable_idempotence": True, **app.producer_config}
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=app.linger_ms,
-                                         max_batch_size=app.max_batch_size, client_id=f"{app.id}-producer",
-                                         **settings)
-        await self.producer.start()
-        self.collector = RecordCollector(self.producer, self.partition_counts)
-        self.processor = TopologyProcessor(app, self.collector.append, self.fail, state_dir=self.state_dir)
+        self.committer = committer_for(app.processing_guarantee, self)
+        await self.committer.start()
+        self.processor = TopologyProcessor(app, None, self.fail, state_dir=self.state_dir)
+        self.processor.append = self.committer.append_for_processor()
         for agent in app.agents.values():
             await agent.start(self)
         # Let the actors reach their first await: an agent that calls stream.group_by() declares its topic there.
@@ -107,6 +101,7 @@ class Worker:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=app.id, client_id=f"{app.id}-consumer",
             enable_auto_commit=False, auto_offset_reset="earliest", partition_assignment_strategy=[self.assignor],
+            isolation_level=self.committer.isolation_level,
             session_timeout_ms=int(app.session_timeout * 1000), heartbeat_interval_ms=app.heartbeat_interval_ms,
             max_poll_interval_ms=app.max_poll_interval_ms, max_partition_fetch_bytes=app.max_partition_fetch_bytes,
             **app.consumer_config)
@@ -166,11 +161,18 @@ class Worker:
     async def send_serialized(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None,
                               headers: Any, partition: int | None) -> bool:
         """Queue a serialized record with this worker's output; False when the worker does not know the topic."""
-        if self.collector is None or topic not in self.partition_counts:
+        if self.committer is None or self.processor is None or topic not in self.partition_counts:
             return False
-        self.collector.append(topic, key, value, timestamp_ms, headers, partition)
-        if self.collector.pending > 10_000:
-            await self.collector.send()
+        # Inside an agent: the record goes with the task of the event being processed (its transaction).
+        ev = current_event.get()
+        task = None
+        if ev is not None and ev.partition >= 0:
+            task_id = self.processor.task_of(ev.topic, ev.partition)
+            task = self.processor.tasks.tasks.get(task_id) if task_id is not None else None
+        collector = self.committer.collector_for_send(task)
+        collector.append(topic, key, value, timestamp_ms, headers, partition)
+        if collector.pending > 10_000:
+            await collector.send()
         return True
 
     def fail(self, exc: BaseException) -> None:
@@ -208,9 +210,8 @@ class Worker:
                 log.warning("final commit failed: %s", exc)
             await self.consumer.stop()
             self.consumer = None
-        if self.producer is not None:
-            await self.producer.stop()
-            self.producer = None
+        if self.committer is not None:
+            await self.committer.stop()
         if getattr(self, "standbys", None) is not None:
             await self.standbys.stop()
         if self.processor is not None:
@@ -224,7 +225,7 @@ class Worker:
     async def _loop(self) -> None:
         app = self.app
         consumer = self.consumer
-        collector = self.collector
+        send = self.send
         interval = app.commit_interval
         timeout_ms = int(min(interval, 0.2) * 1000)
         last_commit = last_punctuate = time.monotonic()
@@ -240,7 +241,7 @@ class Worker:
                 except ProcessingError as exc:
                     self.fail(exc)
                     break
-                await collector.send()
+                await send()
             now = time.monotonic()
             if now - last_punctuate >= 0.1:
                 last_punctuate = now
@@ -249,7 +250,7 @@ class Worker:
                 except ProcessingError as exc:
                     self.fail(exc)
                     break
-                await collector.send()
+                await send()
             if now - last_commit >= interval:
                 await self.commit()
                 last_commit = time.monotonic()
@@ -299,44 +300,53 @@ class Worker:
 
     # ---- commits and rebalances ----
 
-    async def commit(self) -> None:
-        """Commit what was processed, in the order that makes it safe (at-least-once):
+    async def send(self) -> None:
+        """Hand what processing queued to the producer(s) (not waiting for acknowledgements)."""
+        committer = self.committer
+        if isinstance(committer, AtLeastOnce):
+            await committer.collector.send()
+        else:
+            for collector in [committer.side.collector, *committer.collectors.values()]:
+                await collector.send()
 
-        1. snapshot the input offsets whose records are fully processed;
-        2. hand every store write's changelog record to the producer, and flush it: outputs and changelog records
-           are acknowledged;
-        3. apply each store's buffered writes to its database (one write batch per store);
-        4. write the checkpoints (the changelog offset each database now reflects);
-        5. commit the input offsets.
-        A crash before 5 reprocesses records whose effects may be in the stores already (at-least-once); a crash
-        before 4 restores the tail of the changelog over the database, which is idempotent.
-        """
+    async def commit(self) -> None:
+        """Commit what was processed, in the order of the processing guarantee (see `runtime.commit`)."""
         async with self._commit_lock:
-            offsets = self.tracker.committable()
-            tasks = self.processor.tasks
-            append = self.collector.append
-            for topic, partition, key, value, ts in tasks.changelog_records():
-                append(topic, key, value, ts, None, partition)
-            await self.collector.flush()
-            tasks.flush()
-            offsets = {tp: off for tp, off in offsets.items() if tp in self.assigned}
-            acked = dict(self.collector.acked)
-            acked.update({(tp.topic, tp.partition): off for tp, off in offsets.items()})
-            tasks.checkpoint(acked)
-            if not offsets:
-                return
-            try:
-                await self.consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in offsets.items()})
-            except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
-                log.warning("commit of %d partitions failed during a rebalance (they will be read again): %s",
-                            len(offsets), exc)
-            except KafkaError as exc:
-                if not getattr(exc, "retriable", False):
-                    raise
-                # The coordinator cannot store offsets right now (e.g. its disk is full): keep the offsets for
-                # the next commit, which covers them; nothing is lost, at worst records are read again.
-                self.tracker.restore(offsets)
-                log.warning("commit of %d partitions failed, retrying at the next commit: %s", len(offsets), exc)
+            await self.committer.commit()
+
+    @property
+    def processor_ctx(self):
+        return self.processor.ctx
+
+    async def rewind(self, task_id: tuple) -> None:
+        """Move a rolled-back task's input partitions back to their last committed offsets."""
+        for tp in [tp for tp in self.assigned if self.processor.task_of(tp.topic, tp.partition) == task_id]:
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+            self.tracker.forget([tp])
+            self._positions.pop(tp, None)
+
+    def drop_task(self, task_id: tuple) -> None:
+        """Forget a task this worker no longer owns (fenced): its uncommitted state and records are dropped and
+        its partitions paused until the group assigns again."""
+        tps = [tp for tp in self.assigned if self.processor.task_of(tp.topic, tp.partition) == task_id]
+        task = self.processor.tasks.tasks.get(task_id)
+        if task is not None:
+            task.roll_back()
+            self.processor.tasks.close(task_id)
+        if tps:
+            self.consumer.pause(*tps)
+        self.tracker.forget(tps)
+        self.assigned -= set(tps)
+
+    def request_rejoin(self) -> None:
+        """Ask the group for a new assignment (after this worker found it lost tasks)."""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        if coordinator is not None:
+            coordinator.request_rejoin()
 
     async def on_revoked(self, revoked: set) -> None:
         """Before partitions move away: wait (briefly) for agents holding their records, commit, forget them."""
@@ -358,6 +368,9 @@ class Worker:
         tasks = self.processor.tasks
         for task_id in [t for t in tasks.tasks if t not in owned]:
             tasks.close(task_id)
+        committer = self.committer
+        if isinstance(committer, ExactlyOnce):
+            await committer.close_tasks([t for t in committer.producers if t not in owned])
         stateful = self._stateful_subtopologies()
         # The loop goes on fetching while this restores: paused, the partitions return nothing (what was fetched
         # for them is dropped and fetched again on resume), and `_process` hands back anything fetched before.
@@ -365,6 +378,9 @@ class Worker:
         try:
             # Standbys first: one that becomes active here is checkpointed and closed before its restore opens it.
             await self.standbys.update(set(self.assignor.standby), stateful)
+            # Exactly-once: the task's producer starts first, fencing its previous owner (whose open transaction
+            # is aborted), so the restore below reads everything that was committed.
+            await committer.open_tasks(sorted(owned))
             new = [tasks.open(t) for t in sorted(owned) if t[0] in stateful and t not in tasks.tasks]
             progress.info("%s: assigned %d partitions, tasks %s%s", self.app.id, len(assigned),
                           ", ".join(task_name(t) for t in sorted(owned)) or "none",

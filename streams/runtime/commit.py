@@ -1,0 +1,283 @@
+"""Committing what a worker processed: for each processing guarantee, the order that makes it safe, in one place.
+
+At-least-once (`AtLeastOnce.commit`): one idempotent producer for the worker;
+  snapshot the offsets of fully processed records -> changelog records to the producer -> flush (outputs and
+  changelogs acknowledged) -> apply the stores' write batches -> checkpoints -> commit the input offsets.
+  A crash anywhere reprocesses records whose effects may already be out (duplicates, never losses).
+
+Exactly-once (`ExactlyOnce.commit`): one transactional producer per task, `transactional.id = <app id>-<task>`
+  (DESIGN decision 6; starting it fences any older producer of the task and aborts its open transaction);
+  wait until agents hold no record (a transaction's outputs must be exactly those of the records whose offsets it
+  commits) -> per task: changelog records and outputs in the task's transaction -> `send_offsets_to_transaction`
+  -> commit the transaction -> apply the stores' write batches -> checkpoints. A crash before the commit aborts
+  the transaction (nothing visible; the restart restores the committed changelog); a crash after it leaves the
+  stores behind their changelog, and the restart restores the tail (`read_committed`). A failed transaction is
+  aborted and the task rolled back to its last commit (buffers dropped, stream time and input positions
+  rewound); a fenced one (another worker owns the task now: this one is a zombie) is dropped, never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (CommitFailedError, IllegalStateError, KafkaError, ProducerFenced,
+                             RebalanceInProgressError)
+from aiokafka.structs import OffsetAndMetadata
+
+from .collector import RecordCollector
+from .tasks import task_name
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AtLeastOnce", "ExactlyOnce", "GUARANTEES", "committer_for"]
+
+GUARANTEES = {"at_least_once": "at_least_once", "exactly_once": "exactly_once",
+              "exactly_once_v2": "exactly_once"}
+
+# Errors that mean another producer with this task's transactional.id took over: this worker is a zombie.
+try:
+    from aiokafka.errors import InvalidProducerEpoch
+    FENCED: tuple = (ProducerFenced, InvalidProducerEpoch)
+except ImportError:  # pragma: no cover - older aiokafka
+    FENCED = (ProducerFenced,)
+
+
+def _producer_settings(app: Any) -> dict:
+    return dict(bootstrap_servers=None, acks="all", linger_ms=app.linger_ms, max_batch_size=app.max_batch_size)
+
+
+class AtLeastOnce:
+    """One idempotent producer shared by the worker's tasks; input offsets committed by the consumer."""
+
+    isolation_level = "read_uncommitted"
+
+    def __init__(self, worker: "Worker") -> None:
+        self.worker = worker
+        self.producer: AIOKafkaProducer | None = None
+        self.collector: RecordCollector | None = None
+
+    async def start(self) -> None:
+        app, w = self.worker.app, self.worker
+        # Idempotent: a retried batch is never written twice, and retriable errors (a full disk answers
+        # KAFKA_STORAGE_ERROR) are retried until they succeed, so the worker waits instead of failing.
+        settings = {**_producer_settings(app), "bootstrap_servers": w.bootstrap, "enable_idempotence": True,
+                    "client_id": f"{app.id}-producer", **app.producer_config}
+        self.producer = AIOKafkaProducer(**settings)
+        await self.producer.start()
+        self.collector = RecordCollector(self.producer, w.partition_counts)
+
+    def append_for_processor(self):
+        return self.collector.append
+
+    def collector_for_send(self, task: Any) -> RecordCollector:
+        return self.collector
+
+    async def open_tasks(self, task_ids: list) -> None:
+        return None
+
+    async def close_tasks(self, task_ids: list) -> None:
+        return None
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+
+    async def commit(self) -> None:
+        w = self.worker
+        offsets = w.tracker.committable()
+        tasks = w.processor.tasks
+        append = self.collector.append
+        for topic, partition, key, value, ts in tasks.changelog_records():
+            append(topic, key, value, ts, None, partition)
+        await self.collector.flush()
+        tasks.flush()
+        offsets = {tp: off for tp, off in offsets.items() if tp in w.assigned}
+        acked = dict(self.collector.acked)
+        acked.update({(tp.topic, tp.partition): off for tp, off in offsets.items()})
+        tasks.checkpoint(acked)
+        if not offsets:
+            return
+        try:
+            await w.consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in offsets.items()})
+        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
+            log.warning("commit of %d partitions failed during a rebalance (they will be read again): %s",
+                        len(offsets), exc)
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False):
+                raise
+            # The coordinator cannot store offsets right now (e.g. its disk is full): keep the offsets for the
+            # next commit, which covers them; nothing is lost, at worst records are read again.
+            w.tracker.restore(offsets)
+            log.warning("commit of %d partitions failed, retrying at the next commit: %s", len(offsets), exc)
+
+
+class ExactlyOnce:
+    """A transactional producer per task; offsets, outputs and changelogs of a task commit as one transaction."""
+
+    isolation_level = "read_committed"
+    BARRIER_TIMEOUT = 30.0
+    REOPEN_TIMEOUT = 120.0
+
+    def __init__(self, worker: "Worker") -> None:
+        self.worker = worker
+        self.side: AtLeastOnce = AtLeastOnce(worker)   # for what no task owns (timers, app.send outside agents)
+        self.producers: dict[tuple, AIOKafkaProducer] = {}
+        self.collectors: dict[tuple, RecordCollector] = {}
+        self.fenced: list[str] = []                    # tasks dropped as zombies (for tests and logs)
+
+    async def start(self) -> None:
+        await self.side.start()
+
+    def append_for_processor(self):
+        ctx = self.worker.processor_ctx
+        collectors, side = self.collectors, self.side
+
+        def append(topic, key, value, timestamp_ms=None, headers=None, partition=None):
+            collector = collectors.get(ctx.task.id) if ctx.task is not None else None
+            (collector or side.collector).append(topic, key, value, timestamp_ms, headers, partition)
+        return append
+
+    def collector_for_send(self, task: Any) -> RecordCollector:
+        collector = self.collectors.get(task.id) if task is not None else None
+        return collector or self.side.collector
+
+    async def open_tasks(self, task_ids: list) -> None:
+        """Start a transactional producer per task; starting it fences the task's previous owner (its open
+        transaction is aborted), so this runs before the task's stores are restored."""
+        app, w = self.worker.app, self.worker
+        for task_id in task_ids:
+            if task_id in self.producers:
+                continue
+            settings = {**_producer_settings(app), "bootstrap_servers": w.bootstrap, **app.producer_config,
+                        "enable_idempotence": True, "transactional_id": f"{app.id}-{task_name(task_id)}",
+                        "client_id": f"{app.id}-{task_name(task_id)}"}
+            producer = AIOKafkaProducer(**settings)
+            await producer.start()
+            await producer.begin_transaction()
+            self.producers[task_id] = producer
+            self.collectors[task_id] = RecordCollector(producer, w.partition_counts)
+
+    async def close_tasks(self, task_ids: list) -> None:
+        for task_id in task_ids:
+            producer = self.producers.pop(task_id, None)
+            self.collectors.pop(task_id, None)
+            if producer is None:
+                continue
+            try:
+                if producer._txn_manager.is_in_transaction():
+                    await producer.abort_transaction()
+            except Exception as exc:  # fenced or gone: nothing of this transaction becomes visible anyway
+                log.debug("abort on close of task %s: %s", task_name(task_id), exc)
+            await producer.stop()
+
+    async def stop(self) -> None:
+        await self.close_tasks(list(self.producers))
+        await self.side.stop()
+
+    async def commit(self) -> None:
+        w = self.worker
+        # Barrier: agents finish the records they hold, so the offsets below cover every output sent so far.
+        deadline = time.monotonic() + self.BARRIER_TIMEOUT
+        while w.tracker.outstanding() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        offsets = {tp: off for tp, off in w.tracker.committable().items() if tp in w.assigned}
+        by_task: dict[tuple, dict] = {}
+        for tp, off in offsets.items():
+            task_id = w.processor.task_of(tp.topic, tp.partition)
+            if task_id is not None:
+                by_task.setdefault(task_id, {})[tp] = OffsetAndMetadata(off, "")
+        tasks = w.processor.tasks
+        for topic, partition, key, value, ts, task_id in tasks.changelog_records(with_task=True):
+            self.collector_for_send(tasks.tasks.get(task_id)).append(topic, key, value, ts, None, partition)
+        busy = set(by_task) | {t for t, c in self.collectors.items() if c.pending or c.unflushed}
+        results = await asyncio.gather(*(self._commit_task(t, by_task.get(t, {})) for t in sorted(busy)
+                                         if t in self.producers), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, KafkaError):
+                raise result
+        await self.side.collector.flush()
+
+    async def _commit_task(self, task_id: tuple, offsets: dict) -> None:
+        w = self.worker
+        producer, collector = self.producers[task_id], self.collectors[task_id]
+        task = w.processor.tasks.tasks.get(task_id)
+        try:
+            await collector.flush()
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, w.app.id)
+            await producer.commit_transaction()
+        except FENCED as exc:
+            await self._drop_zombie(task_id, exc)
+            return
+        except KafkaError as exc:
+            log.warning("the transaction of task %s failed (%s): aborting it and rolling the task back to its last "
+                        "commit", task_name(task_id), exc)
+            await self._roll_back(task_id, producer)
+            raise
+        await producer.begin_transaction()
+        if task is not None:
+            task.flush()
+            acked = dict(collector.acked)
+            task.checkpoint(acked)
+            task.mark_committed()
+
+    async def _roll_back(self, task_id: tuple, producer: AIOKafkaProducer) -> None:
+        """Abort by replacing the task's producer (a new one with the same transactional.id aborts whatever the
+        old one left open, whatever state the client is in), drop the task's uncommitted state and move its input
+        back to the last committed offsets. Retried while the broker is away, for up to `REOPEN_TIMEOUT`."""
+        w = self.worker
+        self.producers.pop(task_id, None)
+        self.collectors.pop(task_id, None)
+        try:
+            await asyncio.wait_for(producer.stop(), 5)
+        except Exception as exc:
+            log.debug("stopping the failed producer of task %s: %s", task_name(task_id), exc)
+        task = w.processor.tasks.tasks.get(task_id)
+        if task is not None:
+            task.roll_back()
+        deadline = time.monotonic() + self.REOPEN_TIMEOUT
+        delay = 0.2
+        while True:
+            try:
+                await self.open_tasks([task_id])
+                await w.rewind(task_id)
+                return
+            except FENCED as exc:
+                await self._drop_zombie(task_id, exc)
+                return
+            except KafkaError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("task %s: cannot reopen its transaction yet (%s); retrying", task_name(task_id), exc)
+                self.producers.pop(task_id, None)
+                self.collectors.pop(task_id, None)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _drop_zombie(self, task_id: tuple, exc: BaseException) -> None:
+        """Another worker owns the task now: drop it (nothing it did since its last commit is visible) and let
+        the group give this worker its new tasks."""
+        w = self.worker
+        name = task_name(task_id)
+        self.fenced.append(name)
+        log.warning("task %s was taken over by another worker (%s: %s): dropping its uncommitted work and "
+                    "rejoining the group", name, type(exc).__name__, exc)
+        w.drop_task(task_id)
+        producer = self.producers.pop(task_id, None)
+        self.collectors.pop(task_id, None)
+        if producer is not None:
+            await producer.stop()
+        w.request_rejoin()
+
+
+def committer_for(guarantee: str, worker: "Worker") -> AtLeastOnce | ExactlyOnce:
+    """The commit strategy of `guarantee` ("at_least_once", "exactly_once" or "exactly_once_v2")."""
+    return ExactlyOnce(worker) if GUARANTEES[guarantee] == "exactly_once" else AtLeastOnce(worker)
