@@ -1,0 +1,197 @@
+"""Exactly-once, end to end: workers (and the broker) killed at random moments, a zombie stopped past its session
+timeout; what `read_committed` readers see must equal a crash-free run, record by record.
+
+The app (tests/crash/eos_app.py) repartitions by page and counts per page and minute, and counts per user in a
+Faust-style table inside an agent; both emit every update. So a crash-free run writes, per window, the counts
+1, 2, ..., n and, per user, "user:1", ..., "user:n": any duplicate, loss or double count shows as a wrong sequence.
+
+The default suite runs a short version; `pytest -m slow -k eos` runs the full harness (1,000,000 events, three
+workers, 20 SIGKILLs and two broker kills; EOS_EVENTS and EOS_KILLS scale it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streamtest import create_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+USERS, PAGES, STEP_MS = 200, 20, 10
+
+
+def event(i: int) -> tuple[str, str, int]:
+    return f"u{i % USERS}", f"p{(i * 7) % PAGES}", i * STEP_MS
+
+
+def expected(n: int) -> tuple[dict, dict]:
+    """The crash-free outputs: the final count per page window and per user."""
+    windows, users = Counter(), Counter()
+    for i in range(n):
+        user, page, ts = event(i)
+        windows[f"{page}@{ts // 60_000 * 60_000}"] += 1
+        users[user] += 1
+    return windows, users
+
+
+async def produce_events(bootstrap: str, topic: str, n: int, rate: float) -> None:
+    """Produce the n events at about `rate` per second (idempotent: a broker restart duplicates nothing)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20,
+                                request_timeout_ms=60_000)
+    await producer.start()
+    try:
+        chunk, begun = 500, time.monotonic()
+        for start in range(0, n, chunk):
+            futs = []
+            for i in range(start, min(n, start + chunk)):
+                user, page, ts = event(i)
+                futs.append(await producer.send(topic, json.dumps({"page": page}).encode(), key=user.encode(),
+                                                timestamp_ms=ts))
+            await asyncio.gather(*futs)
+            ahead = (start + chunk) / rate - (time.monotonic() - begun)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+    finally:
+        await producer.stop()
+
+
+async def read_committed(bootstrap: str, topic: str, idle: float = 2.0) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                isolation_level="read_committed", enable_auto_commit=False)
+    await consumer.start()
+    out: list = []
+    try:
+        last = time.monotonic()
+        while time.monotonic() - last < idle:
+            batch = await consumer.getmany(timeout_ms=200, max_records=50_000)
+            for records in batch.values():
+                if records:
+                    last = time.monotonic()
+                out.extend(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+class Worker:
+    def __init__(self, folder: Path, env: dict) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams", "worker", "-A", "eos_app:app"], cwd=folder,
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
+
+
+class Harness:
+    def __init__(self, bootstrap: str, tmp_path: Path, app_id: str, src: str) -> None:
+        self.bootstrap = bootstrap
+        self.app_id = app_id
+        self.env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'crash'}",
+                    "BROKER": f"kafka://{bootstrap}", "APP_ID": app_id, "SRC": src, "WORKDIR": str(tmp_path / "w"),
+                    "GUARANTEE": "exactly_once"}
+        self.folder = tmp_path
+        self.workers: list[Worker] = []
+
+    def start(self) -> Worker:
+        w = Worker(self.folder, self.env)
+        self.workers.append(w)
+        return w
+
+    def live(self) -> list[Worker]:
+        return [w for w in self.workers if w.proc.poll() is None]
+
+    def outputs(self) -> tuple[dict, dict]:
+        views: dict[str, list] = defaultdict(list)
+        for r in asyncio.run(read_committed(self.bootstrap, f"{self.app_id}-page-views")):
+            views[r.key.decode()].append(int.from_bytes(r.value, "big", signed=True))
+        echoes: dict[str, list] = defaultdict(list)
+        for r in asyncio.run(read_committed(self.bootstrap, f"{self.app_id}-user-echo")):
+            echoes[r.key.decode()].append(r.value.decode())
+        return views, echoes
+
+    def wait_done(self, n: int, timeout: float) -> tuple[dict, dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            views, echoes = self.outputs()
+            done = sum(len(v) for v in echoes.values()) >= n and sum(len(v) for v in views.values()) >= n
+            if done or time.monotonic() > deadline:
+                return views, echoes
+            time.sleep(1)
+
+    def stop_all(self) -> None:
+        for w in self.live():
+            w.proc.send_signal(signal.SIGTERM)
+        for w in self.workers:
+            try:
+                w.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+
+
+def check_exactly_once(views: dict, echoes: dict, n: int) -> None:
+    windows, users = expected(n)
+    bad_views = {k: v for k, v in views.items() if v != list(range(1, windows[k] + 1))}
+    assert set(views) == set(windows) and not bad_views, \
+        f"page-view counts differ from a crash-free run in {len(bad_views)} windows, e.g. " \
+        f"{dict(list(bad_views.items())[:2])}"
+    bad_echoes = {u: v for u, v in echoes.items() if v != [f"{u}:{i}" for i in range(1, users[u] + 1)]}
+    assert set(echoes) == set(users) and not bad_echoes, \
+        f"per-user outputs differ from a crash-free run for {len(bad_echoes)} users, e.g. " \
+        f"{ {u: v[:3] + ['...'] + v[-3:] for u, v in list(bad_echoes.items())[:2]} }"
+
+
+def run_with_kills(broker, tmp_path, app_id, topic_name, n: int, workers: int, kills: int, broker_kills: int,
+                   seconds: float):
+    """Events arrive over `seconds` while `kills` SIGKILLs (and `broker_kills` broker kills) land among them."""
+    bootstrap = broker.bootstrap_servers
+    src = f"{topic_name}-events"
+    asyncio.run(create_topic(bootstrap, src, 4))
+    h = Harness(bootstrap, tmp_path, app_id, src)
+    rng = random.Random(11)
+    producer = threading.Thread(target=lambda: asyncio.run(produce_events(bootstrap, src, n, n / seconds)))
+    try:
+        for _ in range(workers):
+            h.start()
+        producer.start()
+        broker_kill_at = set(rng.sample(range(kills), min(broker_kills, kills)))
+        for k in range(kills):
+            time.sleep(rng.uniform(0.5, 2 * seconds / kills - 0.5))
+            victim = rng.choice(h.live())
+            victim.proc.send_signal(signal.SIGKILL)
+            victim.proc.wait(10)
+            if k in broker_kill_at:
+                broker.kill()
+                time.sleep(rng.uniform(0.2, 1.0))
+                broker.start()
+            h.start()
+        producer.join(300)
+        views, echoes = h.wait_done(n, timeout=300 + n / 1000)
+        check_exactly_once(views, echoes, n)
+    finally:
+        h.stop_all()
+        logs = "".join(line for w in h.workers for line in w.lines)
+    assert "Traceback" not in logs, logs[-3000:]
+
+
+def test_exactly_once_through_sigkills(broker_process, tmp_path, app_id, topic_name):
+    run_with_kills(broker_process().start(), tmp_path, app_id, topic_name, n=30_000, workers=2, kills=4,
+                   broker_kills=0, seconds=10)
+
+
+@pytest.mark.slow
+def test_exactly_once_crash_harness(broker_process, tmp_path, app_id, topic_name):
+    n = int(os.environ.get("EOS_EVENTS", 1_000_000))
+    kills = int(os.environ.get("EOS_KILLS", 20))
+    run_with_kills(broker_process().start(), tmp_path, app_id, topic_name, n=n, workers=3, kills=kills,
+                   broker_kills=2, seconds=n / 15_000)
