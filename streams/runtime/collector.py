@@ -104,9 +104,20 @@ class RecordCollector:
         fut.add_done_callback(done)
         self._futures.append(fut)
 
+    def abandon(self) -> None:
+        """Forget what is buffered and in flight (its producer is gone: fenced or failed); the failures of the
+        batches in flight are expected, so they are consumed here rather than reported as never retrieved."""
+        self._buffers.clear()
+        for fut in self._futures:
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._futures = []
+
     async def flush(self) -> None:
         """Send what is buffered and wait until the broker acknowledged every batch; raises a send error."""
         await self.send()
         futures, self._futures = self._futures, []
         if futures:
-            await asyncio.gather(*futures)
+            # Wait for all of them (so none is left with an unretrieved error), then raise the first failure.
+            for result in await asyncio.gather(*futures, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    raise result

@@ -24,7 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (CommitFailedError, IllegalStateError, KafkaError, ProducerFenced,
+from aiokafka.errors import (CommitFailedError, IllegalOperation, IllegalStateError, KafkaError, ProducerFenced,
                              RebalanceInProgressError)
 from aiokafka.structs import OffsetAndMetadata
 
@@ -47,6 +47,10 @@ try:
     FENCED: tuple = (ProducerFenced, InvalidProducerEpoch)
 except ImportError:  # pragma: no cover - older aiokafka
     FENCED = (ProducerFenced,)
+
+
+# What a task's transaction can fail with besides fencing; the task is rolled back and goes on.
+TXN_FAILURES = (KafkaError, IllegalOperation)
 
 
 def _producer_settings(app: Any) -> dict:
@@ -84,6 +88,10 @@ class AtLeastOnce:
 
     async def close_tasks(self, task_ids: list) -> None:
         return None
+
+    async def send(self) -> None:
+        """Hand what processing queued to the producer (not waiting for acknowledgements)."""
+        await self.collector.send()
 
     async def stop(self) -> None:
         if self.producer is not None:
@@ -135,6 +143,20 @@ class ExactlyOnce:
 
     async def start(self) -> None:
         await self.side.start()
+        _quiet_fenced_futures(asyncio.get_running_loop())
+
+    async def send(self) -> None:
+        """Hand what processing queued to the producers; a task whose producer was fenced is dropped, one whose
+        producer failed is rolled back (its records are processed again from its last commit)."""
+        await self.side.collector.send()
+        for task_id, collector in list(self.collectors.items()):
+            try:
+                await collector.send()
+            except FENCED as exc:
+                await self._drop_zombie(task_id, exc)
+            except TXN_FAILURES as exc:
+                log.warning("task %s cannot send (%s): rolling it back to its last commit", task_name(task_id), exc)
+                await self._roll_back(task_id)
 
     def append_for_processor(self):
         ctx = self.worker.processor_ctx
@@ -167,8 +189,7 @@ class ExactlyOnce:
 
     async def close_tasks(self, task_ids: list) -> None:
         for task_id in task_ids:
-            producer = self.producers.pop(task_id, None)
-            self.collectors.pop(task_id, None)
+            producer = self.producers.get(task_id)
             if producer is None:
                 continue
             try:
@@ -176,7 +197,20 @@ class ExactlyOnce:
                     await producer.abort_transaction()
             except Exception as exc:  # fenced or gone: nothing of this transaction becomes visible anyway
                 log.debug("abort on close of task %s: %s", task_name(task_id), exc)
-            await producer.stop()
+            await self._discard_producer(task_id)
+
+    async def _discard_producer(self, task_id: tuple) -> None:
+        """Stop a task's producer whatever state it is in (a fenced or failed one re-raises its error on stop)."""
+        producer = self.producers.pop(task_id, None)
+        collector = self.collectors.pop(task_id, None)
+        if collector is not None:
+            collector.abandon()
+        if producer is None:
+            return
+        try:
+            await asyncio.wait_for(producer.stop(), 10)
+        except Exception as exc:
+            log.debug("stopping the producer of task %s: %s", task_name(task_id), exc)
 
     async def stop(self) -> None:
         await self.close_tasks(list(self.producers))
@@ -201,7 +235,7 @@ class ExactlyOnce:
         results = await asyncio.gather(*(self._commit_task(t, by_task.get(t, {})) for t in sorted(busy)
                                          if t in self.producers), return_exceptions=True)
         for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, KafkaError):
+            if isinstance(result, BaseException) and not isinstance(result, TXN_FAILURES):
                 raise result
         await self.side.collector.flush()
 
@@ -217,10 +251,10 @@ class ExactlyOnce:
         except FENCED as exc:
             await self._drop_zombie(task_id, exc)
             return
-        except KafkaError as exc:
+        except TXN_FAILURES as exc:
             log.warning("the transaction of task %s failed (%s): aborting it and rolling the task back to its last "
                         "commit", task_name(task_id), exc)
-            await self._roll_back(task_id, producer)
+            await self._roll_back(task_id)
             raise
         await producer.begin_transaction()
         if task is not None:
@@ -229,17 +263,12 @@ class ExactlyOnce:
             task.checkpoint(acked)
             task.mark_committed()
 
-    async def _roll_back(self, task_id: tuple, producer: AIOKafkaProducer) -> None:
+    async def _roll_back(self, task_id: tuple) -> None:
         """Abort by replacing the task's producer (a new one with the same transactional.id aborts whatever the
         old one left open, whatever state the client is in), drop the task's uncommitted state and move its input
         back to the last committed offsets. Retried while the broker is away, for up to `REOPEN_TIMEOUT`."""
         w = self.worker
-        self.producers.pop(task_id, None)
-        self.collectors.pop(task_id, None)
-        try:
-            await asyncio.wait_for(producer.stop(), 5)
-        except Exception as exc:
-            log.debug("stopping the failed producer of task %s: %s", task_name(task_id), exc)
+        await self._discard_producer(task_id)
         task = w.processor.tasks.tasks.get(task_id)
         if task is not None:
             task.roll_back()
@@ -257,8 +286,7 @@ class ExactlyOnce:
                 if time.monotonic() > deadline:
                     raise
                 log.warning("task %s: cannot reopen its transaction yet (%s); retrying", task_name(task_id), exc)
-                self.producers.pop(task_id, None)
-                self.collectors.pop(task_id, None)
+                await self._discard_producer(task_id)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -271,11 +299,25 @@ class ExactlyOnce:
         log.warning("task %s was taken over by another worker (%s: %s): dropping its uncommitted work and "
                     "rejoining the group", name, type(exc).__name__, exc)
         w.drop_task(task_id)
-        producer = self.producers.pop(task_id, None)
-        self.collectors.pop(task_id, None)
-        if producer is not None:
-            await producer.stop()
+        await self._discard_producer(task_id)
         w.request_rejoin()
+
+
+def _quiet_fenced_futures(loop: asyncio.AbstractEventLoop) -> None:
+    """A fenced producer's client leaves futures failed with ProducerFenced that nobody awaits (its sender task
+    dies); the fencing is handled (the task is dropped), so asyncio's "exception was never retrieved" report of
+    them is noise, not an error. Everything else goes to the previous handler."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        if isinstance(context.get("exception"), FENCED):
+            log.debug("ignored after fencing: %s", context.get("message"))
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+    loop.set_exception_handler(handler)
 
 
 def committer_for(guarantee: str, worker: "Worker") -> AtLeastOnce | ExactlyOnce:

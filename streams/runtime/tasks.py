@@ -113,9 +113,17 @@ class TaskStates:
         return None
 
     def get(self, task_id: tuple[int, int]) -> TaskState:
-        """The task's state, opened now when it has none yet (stateless tasks, and every task of the driver)."""
+        """The task's state, opened now when it has none yet (stateless tasks, and every task of the driver).
+
+        A worker's stateful task is opened and restored on assignment: opening it here would process records
+        against a store that was never restored, so that is refused."""
         task = self.tasks.get(task_id)
         if task is None:
+            if self.state_dir is not None:
+                sub = self._sub(task_id[0])
+                if sub is not None and sub.stores:
+                    raise RuntimeError(f"task {task_name(task_id)} has stores but was not opened and restored "
+                                       "before its records were processed")
             task = self.open(task_id)
         return task
 

@@ -172,7 +172,7 @@ class Worker:
         collector = self.committer.collector_for_send(task)
         collector.append(topic, key, value, timestamp_ms, headers, partition)
         if collector.pending > 10_000:
-            await collector.send()
+            await self.send()
         return True
 
     def fail(self, exc: BaseException) -> None:
@@ -302,12 +302,8 @@ class Worker:
 
     async def send(self) -> None:
         """Hand what processing queued to the producer(s) (not waiting for acknowledgements)."""
-        committer = self.committer
-        if isinstance(committer, AtLeastOnce):
-            await committer.collector.send()
-        else:
-            for collector in [committer.side.collector, *committer.collectors.values()]:
-                await collector.send()
+        async with self._commit_lock:
+            await self.committer.send()
 
     async def commit(self) -> None:
         """Commit what was processed, in the order of the processing guarantee (see `runtime.commit`)."""
@@ -360,10 +356,24 @@ class Worker:
         self.tracker.forget(revoked)
         self.assigned -= revoked
         self._paused -= revoked
+        if isinstance(self.committer, ExactlyOnce):
+            # Exactly-once: a revoked task is closed even if it comes straight back. This worker may have been a
+            # zombie (stopped past its session timeout) whose task another worker owned meanwhile; reopened, the
+            # task gets a new producer (fencing any other) and stores restored from what was committed.
+            revoked_tasks = {self.processor.task_of(tp.topic, tp.partition) for tp in revoked} - {None}
+            async with self._commit_lock:
+                await self.committer.close_tasks(sorted(revoked_tasks))
+                for task_id in revoked_tasks:
+                    self.processor.tasks.close(task_id)
 
     async def on_assigned(self, assigned: set) -> None:
         """The group gave this worker `assigned` (every partition it owns now): close the stores of tasks that
         moved away, open and restore those of the new ones before any of their records is processed."""
+        # Under the commit lock: the loop's sends and commits never interleave with producers being replaced.
+        async with self._commit_lock:
+            await self._take_assignment(assigned)
+
+    async def _take_assignment(self, assigned: set) -> None:
         owned = set(self.assignor.owned)
         tasks = self.processor.tasks
         for task_id in [t for t in tasks.tasks if t not in owned]:
