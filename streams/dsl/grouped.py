@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import TopologyError
 from ..serde import IntSerde, JsonSerde, serde_for
 from ..topology.stores import StoreSpec
+from .stream import _callable
 from ..windows import SessionWindows, SlidingWindows, TimeWindows, WindowedSerde
 
 if TYPE_CHECKING:
@@ -35,12 +36,6 @@ class Aggregation:
     init: Callable[[], Any]
     add: Callable[[Any, Any, Any], Any]
     merge: Callable[[Any, Any, Any], Any] | None = None
-
-
-def _callable(fn: Any, what: str) -> Callable:
-    if not callable(fn):
-        raise TypeError(f"{what} needs a function, got {fn!r}")
-    return fn
 
 
 def counting() -> Aggregation:

@@ -14,18 +14,13 @@ from ..errors import TopologyError, UnsupportedOperation
 from ..serde import JsonSerde
 from ..topology.graph import Node
 from ..topology.stores import StoreSpec
+from .stream import _callable
 from ..windows import to_millis
 
 if TYPE_CHECKING:
     from .stream import Builder, KStream
 
 __all__ = ["KTable"]
-
-
-def _callable(fn: Any, what: str) -> Callable:
-    if not callable(fn):
-        raise TypeError(f"{what} needs a function, got {fn!r}")
-    return fn
 
 
 class KTable:
