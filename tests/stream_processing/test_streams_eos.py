@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -141,6 +142,14 @@ class Harness:
             w.reader.join(10)   # the last lines, once the process has exited
 
 
+@pytest.fixture
+def eos_broker(request, kafka_reference):
+    """Our broker in a child process (it can be killed), or Apache Kafka under `pytest --kafka` (not killed)."""
+    if kafka_reference:
+        return types.SimpleNamespace(bootstrap_servers=kafka_reference, kill=None, start=None)
+    return request.getfixturevalue("broker_process")().start()
+
+
 def check_exactly_once(views: dict, echoes: dict, n: int) -> None:
     windows, users = expected(n)
     bad_views = {k: v for k, v in views.items() if v != list(range(1, windows[k] + 1))}
@@ -172,7 +181,7 @@ def run_with_kills(broker, tmp_path, app_id, topic_name, n: int, workers: int, k
             victim = rng.choice(h.live())
             victim.proc.send_signal(signal.SIGKILL)
             victim.proc.wait(10)
-            if k in broker_kill_at:
+            if k in broker_kill_at and broker.kill is not None:
                 broker.kill()
                 time.sleep(rng.uniform(0.2, 1.0))
                 broker.start()
@@ -186,16 +195,16 @@ def run_with_kills(broker, tmp_path, app_id, topic_name, n: int, workers: int, k
     assert "Traceback" not in logs, logs[-3000:]
 
 
-def test_exactly_once_through_sigkills(broker_process, tmp_path, app_id, topic_name):
-    run_with_kills(broker_process().start(), tmp_path, app_id, topic_name, n=30_000, workers=2, kills=4,
+def test_exactly_once_through_sigkills(eos_broker, tmp_path, app_id, topic_name):
+    run_with_kills(eos_broker, tmp_path, app_id, topic_name, n=30_000, workers=2, kills=4,
                    broker_kills=0, seconds=10)
 
 
 @pytest.mark.slow
-def test_exactly_once_crash_harness(broker_process, tmp_path, app_id, topic_name):
+def test_exactly_once_crash_harness(eos_broker, tmp_path, app_id, topic_name):
     n = int(os.environ.get("EOS_EVENTS", 1_000_000))
     kills = int(os.environ.get("EOS_KILLS", 20))
-    run_with_kills(broker_process().start(), tmp_path, app_id, topic_name, n=n, workers=3, kills=kills,
+    run_with_kills(eos_broker, tmp_path, app_id, topic_name, n=n, workers=3, kills=kills,
                    broker_kills=2, seconds=n / 15_000)
 
 
@@ -229,7 +238,7 @@ def wait_assigned(w: Worker, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_a_zombie_is_fenced_and_its_output_never_visible(broker_process, tmp_path, app_id, topic_name):
+def test_a_zombie_is_fenced_and_its_output_never_visible(eos_broker, tmp_path, app_id, topic_name):
     """A worker SIGSTOPped past its session timeout loses its tasks; resumed, whatever it sends is fenced (not
     visible to read_committed readers), it drops its uncommitted work, rejoins, and carries on without a crash."""
     def scenario(h: Harness) -> None:
@@ -241,7 +250,7 @@ def test_a_zombie_is_fenced_and_its_output_never_visible(broker_process, tmp_pat
         time.sleep(9)          # > session timeout (6 s): b takes a's tasks over
         os.kill(a.proc.pid, signal.SIGCONT)
         time.sleep(4)
-    h = run_scenario(broker_process().start(), tmp_path, app_id, topic_name, n=40_000, seconds=16,
+    h = run_scenario(eos_broker, tmp_path, app_id, topic_name, n=40_000, seconds=16,
                      scenario=scenario)
     a = h.workers[0]
     assert a.proc.returncode == 0, "".join(a.lines)[-3000:]
@@ -249,7 +258,7 @@ def test_a_zombie_is_fenced_and_its_output_never_visible(broker_process, tmp_pat
     assert "Traceback" not in logs, logs[-3000:]
 
 
-def test_no_duplicates_through_rebalances(broker_process, tmp_path, app_id, topic_name):
+def test_no_duplicates_through_rebalances(eos_broker, tmp_path, app_id, topic_name):
     """Faust's known failure: duplicates after a rebalance under exactly-once. Workers join and leave while events
     arrive; every output is still there exactly once."""
     def scenario(h: Harness) -> None:
@@ -262,4 +271,4 @@ def test_no_duplicates_through_rebalances(broker_process, tmp_path, app_id, topi
         time.sleep(3)
         second.proc.send_signal(signal.SIGTERM)
         assert second.proc.wait(30) == 0
-    run_scenario(broker_process().start(), tmp_path, app_id, topic_name, n=30_000, seconds=12, scenario=scenario)
+    run_scenario(eos_broker, tmp_path, app_id, topic_name, n=30_000, seconds=12, scenario=scenario)
