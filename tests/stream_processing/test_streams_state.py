@@ -11,9 +11,10 @@ from streamtest import consume, eventually
 
 def word_app(make_app, **settings):
     app = make_app(**settings)
-    words = app.topic("words", key_type=str, value_type=str, partitions=2)
+    # Topics named after the app: under --kafka every test shares one cluster.
+    words = app.topic(f"{app.id}-words", key_type=str, value_type=str, partitions=2)
     table = app.stream(words).group_by(lambda k, v: v).count("word-counts")
-    table.to_stream().to(app.topic("counts", key_type=str, value_type=int, partitions=2))
+    table.to_stream().to(app.topic(f"{app.id}-counts", key_type=str, value_type=int, partitions=2))
     return app, words
 
 
@@ -42,7 +43,7 @@ async def test_count_table_survives_a_restart_and_a_clean_restart_restores_nothi
         await send_words(app2, words2, 30, offset=300)
         await wait_counts(app2, {"a": 110, "b": 110, "c": 110})
     # every update went downstream: the latest value per key of the output topic is the table
-    records = await consume(bootstrap, "counts", 330)
+    records = await consume(bootstrap, f"{app.id}-counts", 330)
     latest = {}
     for r in records:
         latest[r.key.decode()] = streams.IntSerde().deserialize(r.value)
@@ -65,7 +66,7 @@ async def test_lost_local_state_is_restored_from_the_changelog(make_app, running
 async def test_faust_style_table_in_an_agent_restores_after_restart(make_app, running, tmp_path):
     def build():
         app = make_app()
-        clicks = app.topic("clicks", key_type=str, value_type=str, partitions=2)
+        clicks = app.topic(f"{app.id}-clicks", key_type=str, value_type=str, partitions=2)
         per_user = app.Table("clicks-per-user", default=int)
 
         @app.agent(clicks)
@@ -92,18 +93,18 @@ async def test_windowed_count_emits_final_results_to_a_topic_and_restores_its_wi
                                                                                      bootstrap):
     def build():
         app = make_app()
-        temps = app.topic("temps", key_type=str, value_type=int, partitions=1)
+        temps = app.topic(f"{app.id}-temps", key_type=str, value_type=int, partitions=1)
         per_minute = (app.stream(temps).group_by_key().windowed_by(streams.TumblingWindows(60, grace=0))
                       .count("per-minute", emit="final"))
         per_minute.to_stream().map(lambda wk, n: (f"{wk.key}@{wk.start}", n)).to(
-            app.topic("per-minute-out", key_type=str, value_type=int, partitions=1))
+            app.topic(f"{app.id}-per-minute-out", key_type=str, value_type=int, partitions=1))
         return app, temps
 
     app, temps = build()
     async with running(app):
         for ts in (1_000, 2_000, 59_999, 61_000):
             await app.send(temps, key="host1", value=1, timestamp_ms=ts)
-        records = await consume(bootstrap, "per-minute-out", 1)
+        records = await consume(bootstrap, f"{app.id}-per-minute-out", 1)
         assert [(r.key.decode(), streams.IntSerde().deserialize(r.value)) for r in records] == [("host1@0", 3)]
     shutil.rmtree(tmp_path / "work" / "state")
     app2, temps2 = build()
@@ -112,7 +113,7 @@ async def test_windowed_count_emits_final_results_to_a_topic_and_restores_its_wi
         windows = app2.store("per-minute").fetch("host1", 0, 200_000)
         assert [(w.start, w.end, n) for w, n in windows] == [(0, 60_000, 3), (60_000, 120_000, 1)]
         await app2.send(temps2, key="host1", value=1, timestamp_ms=121_000)
-        records = await consume(bootstrap, "per-minute-out", 2)
+        records = await consume(bootstrap, f"{app2.id}-per-minute-out", 2)
         got = [(r.key.decode(), streams.IntSerde().deserialize(r.value)) for r in records]
         assert got == [("host1@0", 3), ("host1@60000", 1)]
 
