@@ -71,7 +71,7 @@ async def run_dsl(bootstrap: str, src: str, out: str, n: int) -> None:
         if "t0" not in times and w.processed:
             times["t0"] = time.perf_counter()
         if w.processed >= n and "t1" not in times:
-            await w.collector.flush()
+            await w.flush()
             times["t1"] = time.perf_counter()
             app.stop_worker()
 
@@ -95,7 +95,7 @@ async def run_agent(bootstrap: str, src: str, out: str, n: int) -> None:
             if keep(v):
                 yield transform(v)
             if count[0] >= n:
-                await app.worker.collector.flush()
+                await app.worker.flush()
                 times["t1"] = time.perf_counter()
                 app.stop_worker()
 

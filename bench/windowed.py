@@ -77,7 +77,7 @@ async def run_dsl(bootstrap: str, src: str, n: int, workdir: str, sink: str | No
             marks["t0"], marks["before"] = time.perf_counter(), done  # records done before the first mark
         if done >= n and "t1" not in marks:
             if sink:
-                await w.collector.flush()
+                await w.flush()
             marks["t1"] = time.perf_counter()
             app.stop_worker()
 

@@ -12,6 +12,8 @@ import json
 import struct
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
+
 from .errors import SerializationError
 
 __all__ = ["Serde", "BytesSerde", "StrSerde", "IntSerde", "JsonSerde", "serde_for"]
@@ -81,17 +83,28 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
 class JsonSerde:
-    """JSON; with `type_` a dataclass, objects decode into that dataclass (unknown fields are an error)."""
+    """JSON; with `type_` a dataclass, objects decode into that dataclass (unknown fields are an error).
+
+    Encoded and decoded with orjson (5-10 times the standard library's speed here, see bench/README.md); the
+    standard library's encoder takes what orjson refuses (integers beyond 64 bits), so nothing that encoded before
+    fails now.
+    """
 
     def __init__(self, type_: type | None = None) -> None:
         self.type_ = type_ if type_ is not None and dataclasses.is_dataclass(type_) else None
         self._encode = json.JSONEncoder(default=_default, separators=(",", ":")).encode
-        self._decode = json.JSONDecoder().decode
 
     def serialize(self, obj: Any) -> bytes | None:
         if obj is None:
             return None
+        try:
+            return orjson.dumps(obj, default=_default, option=_ORJSON_OPTIONS)
+        except TypeError:
+            pass
         try:
             return self._encode(obj).encode()
         except (TypeError, ValueError) as exc:
@@ -101,8 +114,8 @@ class JsonSerde:
         if data is None:
             return None
         try:
-            obj = self._decode(data.decode())
-        except (UnicodeDecodeError, ValueError) as exc:
+            obj = orjson.loads(data)
+        except ValueError as exc:
             raise SerializationError(f"not JSON: {data[:80]!r}: {exc}") from exc
         if self.type_ is not None:
             if not isinstance(obj, dict):

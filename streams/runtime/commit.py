@@ -93,6 +93,9 @@ class AtLeastOnce:
         """Hand what processing queued to the producer (not waiting for acknowledgements)."""
         await self.collector.send()
 
+    def collectors_in_use(self) -> list[RecordCollector]:
+        return [self.collector]
+
     async def stop(self) -> None:
         if self.producer is not None:
             await self.producer.stop()
@@ -144,6 +147,9 @@ class ExactlyOnce:
     async def start(self) -> None:
         await self.side.start()
         _quiet_fenced_futures(asyncio.get_running_loop())
+
+    def collectors_in_use(self) -> list[RecordCollector]:
+        return [self.side.collector, *self.collectors.values()]
 
     async def send(self) -> None:
         """Hand what processing queued to the producers; a task whose producer was fenced is dropped, one whose

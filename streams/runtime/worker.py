@@ -305,6 +305,13 @@ class Worker:
         async with self._commit_lock:
             await self.committer.send()
 
+    async def flush(self) -> None:
+        """Wait until everything queued for output so far is acknowledged by the broker (not a commit: under
+        exactly-once it stays invisible to read_committed readers until its transaction commits). Safe to call
+        from an agent."""
+        for collector in self.committer.collectors_in_use():
+            await collector.flush()
+
     async def commit(self) -> None:
         """Commit what was processed, in the order of the processing guarantee (see `runtime.commit`)."""
         async with self._commit_lock:
