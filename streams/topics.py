@@ -7,7 +7,7 @@ producer when no worker runs (see `App.send`).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .serde import Serde, serde_for
 
@@ -26,15 +26,35 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _extractor(spec: Any, topic: str) -> Callable[[Any, Any], int] | None:
+    """Event time of a record: None (the record's timestamp), a function (key, value) -> ms, or the name of a
+    field of the value (a dict key or an attribute) holding ms."""
+    if spec is None or callable(spec):
+        return spec
+    if isinstance(spec, str) and spec:
+        field = spec
+
+        def extract(key: Any, value: Any) -> int:
+            ts = value.get(field) if isinstance(value, dict) else getattr(value, field, None)
+            if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+                raise ValueError(f"field {field!r} of the value is not a timestamp in ms: {ts!r:.40}")
+            return ts
+        return extract
+    raise ValueError(f"bad timestamp_extractor {spec!r} for topic {topic!r}: give a function (key, value) -> ms "
+                     "or the name of a field of the value")
+
+
 class Topic:
     """A Kafka topic as the application sees it: a name, key and value serdes, and optionally a partition count.
 
     `partitions=None` means "whatever the broker has", or the broker's default when the app creates it.
+    `timestamp_extractor`: where a record's event time comes from (windows, stream time, output timestamps): the
+    record's timestamp by default, or a function `(key, value) -> ms`, or the name of a field of the value.
     """
 
     def __init__(self, name: str, *, key_type: Any = None, value_type: Any = None, key_serde: Serde | None = None,
                  value_serde: Serde | None = None, partitions: int | None = None, config: dict | None = None,
-                 internal: bool = False, app: "AppLike | None" = None) -> None:
+                 internal: bool = False, app: "AppLike | None" = None, timestamp_extractor: Any = None) -> None:
         self.name = _check_name(name)
         if partitions is not None and (not isinstance(partitions, int) or partitions < 1):
             raise ValueError(f"partitions must be a positive int, got {partitions!r} for topic {name!r}")
@@ -46,6 +66,7 @@ class Topic:
         self.config = dict(config or {})
         self.internal = internal
         self.app = app
+        self.timestamp_extractor = _extractor(timestamp_extractor, name)
 
     async def send(self, key: Any = None, value: Any = None, *, headers: list | None = None,
                    partition: int | None = None, timestamp_ms: int | None = None) -> None:

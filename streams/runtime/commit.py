@@ -224,10 +224,24 @@ class ExactlyOnce:
 
     async def commit(self) -> None:
         w = self.worker
-        # Barrier: agents finish the records they hold, so the offsets below cover every output sent so far.
-        deadline = time.monotonic() + self.BARRIER_TIMEOUT
+        # Barrier: agents finish the records they hold, so the offsets below cover every output sent so far
+        # (not when stopping: the shutdown already gave them `shutdown_timeout`).
+        deadline = time.monotonic() + (0 if w.stopping else self.BARRIER_TIMEOUT)
         while w.tracker.outstanding() and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
+        # A task whose records agents still hold cannot commit: some of its outputs may belong to records whose
+        # offsets it would not commit. It is rolled back instead (everything since its last commit runs again).
+        held = {w.processor.task_of(tp.topic, tp.partition) for tp in w.assigned if w.tracker.outstanding([tp])}
+        for task_id in sorted(held - {None}):
+            log.warning("task %s: agents still hold some of its records; rolling it back instead of committing",
+                        task_name(task_id))
+            if w.stopping:
+                await self._discard_producer(task_id)
+                task = w.processor.tasks.tasks.get(task_id)
+                if task is not None:
+                    task.roll_back()
+            else:
+                await self._roll_back(task_id)
         offsets = {tp: off for tp, off in w.tracker.committable().items() if tp in w.assigned}
         by_task: dict[tuple, dict] = {}
         for tp, off in offsets.items():
@@ -237,7 +251,7 @@ class ExactlyOnce:
         tasks = w.processor.tasks
         for topic, partition, key, value, ts, task_id in tasks.changelog_records(with_task=True):
             self.collector_for_send(tasks.tasks.get(task_id)).append(topic, key, value, ts, None, partition)
-        busy = set(by_task) | {t for t, c in self.collectors.items() if c.pending or c.unflushed}
+        busy = (set(by_task) | {t for t, c in self.collectors.items() if c.pending or c.unflushed}) - held
         results = await asyncio.gather(*(self._commit_task(t, by_task.get(t, {})) for t in sorted(busy)
                                          if t in self.producers), return_exceptions=True)
         for result in results:

@@ -81,7 +81,7 @@ class TopologyProcessor:
             procs = build_processors(sub, self.ctx, self.append, self._agent_hook)
             for topic in sub.source_topics:
                 self._routes[topic.name] = (topic.key_serde.deserialize, topic.value_serde.deserialize,
-                                            procs[topic.name])
+                                            procs[topic.name], topic.timestamp_extractor)
                 self._topic_task[topic.name] = sub.id
 
     @property
@@ -128,13 +128,14 @@ class TopologyProcessor:
         for m in msgs:
             if m.topic != topic:
                 topic = m.topic
-                kd, vd, process = routes[topic]
+                kd, vd, process, extract = routes[topic]
             ctx.record = m
-            ctx.timestamp = m.timestamp
-            if m.timestamp > high:
-                high = m.timestamp
             try:
-                process(kd(m.key), vd(m.value))
+                key, value = kd(m.key), vd(m.value)
+                ts = ctx.timestamp = m.timestamp if extract is None else extract(key, value)
+                if ts > high:
+                    high = ts
+                process(key, value)
             except Exception as exc:
                 self.record_failed(exc, m)
         self.processed += len(msgs)
@@ -186,7 +187,8 @@ class TopologyProcessor:
 
         def deliver(key: Any, value: Any) -> None:
             r = ctx.record
-            pending[(agent, route)].append(Event(key, value, r.headers, r.timestamp, r.topic, r.partition, r.offset))
+            pending[(agent, route)].append(Event(key, value, r.headers, ctx.timestamp, r.topic, r.partition,
+                                                 r.offset))
         return deliver
 
     # ---- the error policy ----

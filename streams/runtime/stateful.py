@@ -97,7 +97,7 @@ def build_time_aggregate(node: Node, ctx: Any, down: Process, late: LateRecords)
     def process(k, v):
         if k is None:   # Kafka Streams counts a None value in time windows; only a None key is skipped
             return
-        ts = ctx.record.timestamp
+        ts = ctx.timestamp
         st = _advance(ctx, nname, ts)
         close = st - grace
         store = ctx.task.stores[name]
@@ -130,7 +130,7 @@ def build_sliding_aggregate(node: Node, ctx: Any, down: Process, late: LateRecor
     def process(k, v):
         if k is None or v is None:
             return
-        ts = ctx.record.timestamp
+        ts = ctx.timestamp
         st = _advance(ctx, nname, ts)
         close = st - grace
         if ts + 1 + d <= close:
@@ -235,7 +235,7 @@ def build_session_aggregate(node: Node, ctx: Any, down: Process, late: LateRecor
     def process(k, v):
         if k is None:   # as for time windows, a None value is aggregated
             return
-        ts = ctx.record.timestamp
+        ts = ctx.timestamp
         before = ctx.task.times.get(nname, -1)
         st = _advance(ctx, nname, ts)
         close = st - grace - gap

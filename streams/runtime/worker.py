@@ -169,6 +169,12 @@ class Worker:
         if ev is not None and ev.partition >= 0:
             task_id = self.processor.task_of(ev.topic, ev.partition)
             task = self.processor.tasks.tasks.get(task_id) if task_id is not None else None
+            if task is None and isinstance(self.committer, ExactlyOnce):
+                # The record's task was closed (revoked, fenced or rolled back): its work since the last commit
+                # is redone by whoever owns the task, so this output belongs to nothing that will commit.
+                log.debug("dropped an output of %s[%s]@%s: its task is no longer open here", ev.topic,
+                          ev.partition, ev.offset)
+                return True
         collector = self.committer.collector_for_send(task)
         collector.append(topic, key, value, timestamp_ms, headers, partition)
         if collector.pending > 10_000:
