@@ -142,7 +142,8 @@ def test_coordinator_load_in_progress_while_offsets_load(broker_process, topic_n
     bootstrap = broker.bootstrap_servers
     group = "g-" + uuid.uuid4().hex[:12]
     create_topic(bootstrap, topic_name, 200)
-    _commit_many(bootstrap, group, topic_name, 200, 500)
+    # Enough offsets (200 x 1500) that loading them takes longer than the first request takes to arrive.
+    _commit_many(bootstrap, group, topic_name, 200, 1500)
     assert broker.stop() == 0
     broker.start()
     c = Conn(bootstrap)
@@ -159,7 +160,7 @@ def test_coordinator_load_in_progress_while_offsets_load(broker_process, topic_n
     c.close()
     # Requests during the load are told to retry; afterwards every offset is back.
     assert codes[0] == ErrorCode.coordinator_load_in_progress
-    assert [p.committed_offset for p in g.topics[0].partitions] == [499, 499]
+    assert [p.committed_offset for p in g.topics[0].partitions] == [1499, 1499]
     broker.stop()
 
 

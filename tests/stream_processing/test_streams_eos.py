@@ -264,9 +264,9 @@ def test_no_duplicates_through_rebalances(eos_broker, tmp_path, app_id, topic_na
     """Faust's known failure: duplicates after a rebalance under exactly-once. Workers join and leave while events
     arrive; every output is still there exactly once.
 
-    Behind `slow` for now: it passes alone and with tests/stream_processing (8 of 8 runs) and against Apache Kafka,
-    but failed in both full default-suite runs (after the broker tests), with per-user outputs that differ from a
-    crash-free run for about 57 of 200 users. That defect is open (see the closing note of this change)."""
+    Behind `slow` for now: it passed 8 runs of its own or of tests/stream_processing and 3 against Apache Kafka,
+    but failed in both full default-suite runs, with per-user outputs that differ from a crash-free run for about
+    57 of 200 users: an intermittent defect, open (see the closing note of this change)."""
     def scenario(h: Harness) -> None:
         first = h.start()
         wait_assigned(first)
