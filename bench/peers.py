@@ -19,7 +19,9 @@ Behaviour measured with confluent-kafka 2.x and aiokafka that a benchmark must a
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
+import json
 import os
 import shutil
 import socket
@@ -31,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,3 +157,33 @@ def start_ours(data_dir: str | os.PathLike | None = None, *extra_args: str) -> I
             proc.wait()
         if owned:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def fill_keyed(bootstrap: str, topic: str, n: int, keys: int, partitions: int, step_ms: int,
+                     value_of: Callable[[int], dict]) -> None:
+    """n JSON records `value_of(i)` over `keys` keys into an existing topic, partitioned by murmur2 of the key (as
+    Kafka's default partitioner), timestamps `step_ms` apart and ending now; sent as whole batches."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import murmur2
+    key_bytes = [f"k{i}".encode() for i in range(keys)]
+    part = [(murmur2(k) & 0x7FFFFFFF) % partitions for k in key_bytes]
+    base = int(time.time() * 1000) - n * step_ms
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=1024 * 1024, linger_ms=5)
+    await producer.start()
+    batches = [producer.create_batch() for _ in range(partitions)]
+    futures = []
+    dumps = json.dumps
+    for i in range(n):
+        k = i % keys
+        p = part[k]
+        value = dumps(value_of(i)).encode()
+        ts = base + i * step_ms
+        if batches[p].append(key=key_bytes[k], value=value, timestamp=ts) is None:
+            futures.append(await producer.send_batch(batches[p], topic, partition=p))
+            batches[p] = producer.create_batch()
+            batches[p].append(key=key_bytes[k], value=value, timestamp=ts)
+    for p, b in enumerate(batches):
+        if b.record_count():
+            futures.append(await producer.send_batch(b, topic, partition=p))
+    await asyncio.gather(*futures)
+    await producer.stop()

@@ -176,31 +176,9 @@ async def create(bootstrap: str, topic: str) -> None:
 
 async def fill(bootstrap: str, topic: str, n: int, keys: int) -> None:
     """n JSON records over `keys` keys, partitioned by murmur2 of the key, timestamps STEP_MS apart ending now."""
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.partitioner import murmur2
+    from peers import fill_keyed
     await create(bootstrap, topic)
-    key_bytes = [f"k{i}".encode() for i in range(keys)]
-    part = [(murmur2(k) & 0x7FFFFFFF) % PARTITIONS for k in key_bytes]
-    base = int(time.time() * 1000) - n * STEP_MS
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=1024 * 1024, linger_ms=5)
-    await producer.start()
-    batches = [producer.create_batch() for _ in range(PARTITIONS)]
-    futures = []
-    dumps = json.dumps
-    for i in range(n):
-        k = i % keys
-        p = part[k]
-        value = dumps({"id": i, "amount": i % 1000}).encode()
-        ts = base + i * STEP_MS
-        if batches[p].append(key=key_bytes[k], value=value, timestamp=ts) is None:
-            futures.append(await producer.send_batch(batches[p], topic, partition=p))
-            batches[p] = producer.create_batch()
-            batches[p].append(key=key_bytes[k], value=value, timestamp=ts)
-    for p, b in enumerate(batches):
-        if b.record_count():
-            futures.append(await producer.send_batch(b, topic, partition=p))
-    await asyncio.gather(*futures)
-    await producer.stop()
+    await fill_keyed(bootstrap, topic, n, keys, PARTITIONS, STEP_MS, lambda i: {"id": i, "amount": i % 1000})
 
 
 # ---------------------------------------------------------------- orchestration
