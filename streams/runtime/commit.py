@@ -53,8 +53,11 @@ except ImportError:  # pragma: no cover - older aiokafka
 TXN_FAILURES = (KafkaError, IllegalOperation)
 
 
-def _producer_settings(app: Any) -> dict:
-    return dict(bootstrap_servers=None, acks="all", linger_ms=app.linger_ms, max_batch_size=app.max_batch_size)
+def _producer_settings(worker: "Worker", **overrides: Any) -> dict:
+    """The worker's producer settings: acks=all, the app's batching, its producer_config, then `overrides`."""
+    app = worker.app
+    return {"bootstrap_servers": worker.bootstrap, "acks": "all", "linger_ms": app.linger_ms,
+            "max_batch_size": app.max_batch_size, **app.producer_config, **overrides}
 
 
 class AtLeastOnce:
@@ -71,9 +74,8 @@ class AtLeastOnce:
         app, w = self.worker.app, self.worker
         # Idempotent: a retried batch is never written twice, and retriable errors (a full disk answers
         # KAFKA_STORAGE_ERROR) are retried until they succeed, so the worker waits instead of failing.
-        settings = {**_producer_settings(app), "bootstrap_servers": w.bootstrap, "enable_idempotence": True,
-                    "client_id": f"{app.id}-producer", **app.producer_config}
-        self.producer = AIOKafkaProducer(**settings)
+        self.producer = AIOKafkaProducer(**{"enable_idempotence": True, "client_id": f"{app.id}-producer",
+                                            **_producer_settings(w)})
         await self.producer.start()
         self.collector = RecordCollector(self.producer, w.partition_counts)
 
@@ -184,10 +186,9 @@ class ExactlyOnce:
         for task_id in task_ids:
             if task_id in self.producers:
                 continue
-            settings = {**_producer_settings(app), "bootstrap_servers": w.bootstrap, **app.producer_config,
-                        "enable_idempotence": True, "transactional_id": f"{app.id}-{task_name(task_id)}",
-                        "client_id": f"{app.id}-{task_name(task_id)}"}
-            producer = AIOKafkaProducer(**settings)
+            producer = AIOKafkaProducer(**_producer_settings(
+                w, enable_idempotence=True, transactional_id=f"{app.id}-{task_name(task_id)}",
+                client_id=f"{app.id}-{task_name(task_id)}"))
             await producer.start()
             await producer.begin_transaction()
             self.producers[task_id] = producer

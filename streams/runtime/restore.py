@@ -22,7 +22,7 @@ from .tasks import TaskState, restore_topic
 log = logging.getLogger(__name__)
 progress = logging.getLogger("streams.progress")
 
-__all__ = ["RestoreResult", "plan_checkpoints", "restore_tasks"]
+__all__ = ["RestoreResult", "changelog_partitions", "restore_tasks", "start_offset"]
 
 REPORT_EVERY = 2.0
 
@@ -39,20 +39,36 @@ class RestoreResult:
     seconds: float
 
 
-def plan_checkpoints(task: TaskState) -> dict[str, int | None]:
-    """The checkpoint of each restorable store of `task`, None where there is none."""
-    return {name: cp.read() for name, cp in task.checkpoints.items() if restore_topic(task.specs[name]) is not None}
-
-
-async def restore_tasks(bootstrap: str, tasks: list[TaskState], *, wipe: Callable[[TaskState, str], None],
-                        consumer_config: dict | None = None, max_records: int = 50_000) -> list[RestoreResult]:
-    """Restore every logged store of `tasks`; `wipe(task, store)` empties a store whose checkpoint cannot be used."""
+def changelog_partitions(tasks) -> dict[TopicPartition, tuple[TaskState, str]]:
+    """{changelog partition: (task, store)} of every store of `tasks` that is restored from a topic."""
     jobs: dict[TopicPartition, tuple[TaskState, str]] = {}
     for task in tasks:
         for name, spec in task.specs.items():
             topic = restore_topic(spec)
             if topic is not None:
                 jobs[TopicPartition(topic.name, task.partition)] = (task, name)
+    return jobs
+
+
+def start_offset(task: TaskState, name: str, begin: int, end: int, wipe: Callable[[TaskState, str], None]) -> int:
+    """Where a store's restore (or standby) starts: its checkpoint when that lies within the changelog
+    [begin, end]; else the store is wiped and read from the beginning (no checkpoint, or the topic was deleted
+    and created again)."""
+    cp = task.checkpoints.get(name)
+    offset = cp.read() if cp is not None else None
+    if offset is not None and begin <= offset <= end:
+        return offset
+    if offset is not None:
+        log.warning("store %s of task %s: checkpoint %d is outside the changelog [%d, %d]: restoring it from the "
+                    "beginning", name, task.name, offset, begin, end)
+    wipe(task, name)
+    return begin
+
+
+async def restore_tasks(bootstrap: str, tasks: list[TaskState], *, wipe: Callable[[TaskState, str], None],
+                        consumer_config: dict | None = None, max_records: int = 50_000) -> list[RestoreResult]:
+    """Restore every logged store of `tasks`; `wipe(task, store)` empties a store whose checkpoint cannot be used."""
+    jobs = changelog_partitions(tasks)
     if not jobs:
         return []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -66,16 +82,7 @@ async def restore_tasks(bootstrap: str, tasks: list[TaskState], *, wipe: Callabl
         begins = await consumer.beginning_offsets(tps)
         starts: dict[TopicPartition, int] = {}
         for tp, (task, name) in jobs.items():
-            cp = task.checkpoints.get(name)
-            offset = cp.read() if cp is not None else None
-            if offset is None or offset > ends[tp] or offset < begins[tp]:
-                if offset is not None:
-                    log.warning("store %s of task %s: checkpoint %d is outside the changelog [%d, %d]: restoring "
-                                "it from the beginning", name, task.name, offset, begins[tp], ends[tp])
-                wipe(task, name)
-                offset = begins[tp]
-            starts[tp] = offset
-            task.restored[name] = offset
+            starts[tp] = task.restored[name] = start_offset(task, name, begins[tp], ends[tp], wipe)
         pending = {tp for tp in tps if starts[tp] < ends[tp]}
         progress.info("restoring %d store partition(s) of task(s) %s: %d records", len(pending),
                       ", ".join(sorted({jobs[tp][0].name for tp in pending})) or "-",

@@ -16,7 +16,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .processors import RecordContext
-from .tasks import TaskState, TaskStates, restore_topic
+from .restore import changelog_partitions, start_offset
+from .tasks import TaskStates
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,8 @@ class StandbyTasks:
                 log.warning("standby tasks stopped: %s", exc)
 
     async def _follow(self) -> None:
-        jobs: dict[TopicPartition, tuple[TaskState, str]] = {}
-        for task in self.states.tasks.values():
-            for name, spec in task.specs.items():
-                topic = restore_topic(spec)
-                if topic is not None and name in task.checkpoints:
-                    jobs[TopicPartition(topic.name, task.partition)] = (task, name)
+        jobs = {tp: job for tp, job in changelog_partitions(self.states.tasks.values()).items()
+                if job[1] in job[0].checkpoints}
         if not jobs:
             return
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
@@ -90,11 +87,7 @@ class StandbyTasks:
             begins = await consumer.beginning_offsets(list(jobs))
             ends = await consumer.end_offsets(list(jobs))
             for tp, (task, name) in jobs.items():
-                offset = task.checkpoints[name].read()
-                if offset is None or not begins[tp] <= offset <= ends[tp]:
-                    self.states.wipe(task, name)
-                    offset = begins[tp]
-                consumer.seek(tp, offset)
+                consumer.seek(tp, start_offset(task, name, begins[tp], ends[tp], self.states.wipe))
             last_checkpoint = time.monotonic()
             dirty: set[TopicPartition] = set()
             while True:

@@ -165,12 +165,10 @@ class TaskStates:
         store = task.stores.get(name)
         if store is None:
             return
-        store.destroy() if self.state_dir is None else None
-        if self.state_dir is not None:
-            import shutil
-            store.close()
-            shutil.rmtree(self.state_dir.store_path(task.name, name), ignore_errors=True)
-            task.checkpoints[name].delete()
+        store.destroy()
+        cp = task.checkpoints.get(name)
+        if cp is not None:
+            cp.delete()
         self._open_store(task, task.specs[name])
 
     def close(self, task_id: tuple[int, int]) -> None:
@@ -210,11 +208,6 @@ class TaskStates:
         """Apply every task's buffered writes (see `TaskState.flush`)."""
         for task in self.tasks.values():
             task.flush()
-
-    def discard(self) -> None:
-        """Forget every buffered write and owed changelog record (an aborted transaction)."""
-        for task in self.tasks.values():
-            task.roll_back()
 
     def checkpoint(self, acked: dict[tuple[str, int], int]) -> None:
         """Write the checkpoints of every task (see `TaskState.checkpoint`)."""
