@@ -34,6 +34,27 @@ current_event: contextvars.ContextVar = contextvars.ContextVar("streams_current_
 _TS = struct.Struct(">q")
 
 
+def table_store(app: "AppLike", name: str, *, write: bool = False) -> Any:
+    """The store of table `name` to use now: the task of the record being processed (an agent), else, for reads,
+    every partition this worker holds (a key lives in the partition of the record that wrote it, as in Faust)."""
+    ev = current_event.get()
+    worker = app.worker
+    if worker is None:
+        raise StreamsError(f"table {name!r} is only available while a worker (or a TestDriver) runs the app")
+    if ev is not None and ev.partition >= 0:
+        task_id = worker.processor.task_of(ev.topic, ev.partition)
+        task = worker.processor.tasks.tasks.get(task_id) if task_id is not None else None
+        if task is not None and name in task.stores:
+            return task.stores[name]
+        if write:
+            raise StreamsError(f"table {name!r} is not held by the tasks of topic {ev.topic!r}: use it from the agent "
+                               "that reads its partitions (agents found using it: "
+                               f"{', '.join(app.table_agents(name)) or 'none'})")
+    if write:
+        raise StreamsError(f"table {name!r} can be written only while an agent processes a record")
+    return _AnyPartition(app.store(name)._stores())
+
+
 class Table:
     """A dict-like table held per partition by the agent that uses it; `default` makes missing keys read as
     `default()` (like `collections.defaultdict`, without inserting them)."""
@@ -53,27 +74,12 @@ class Table:
 
     # ---- where the key lives ----
 
-    def _store(self, key_bytes: bytes | None = None, *, write: bool = False) -> Any:
-        ev = current_event.get()
-        worker = self.app.worker
-        if worker is None:
-            raise StreamsError(f"table {self.name!r} is only available while a worker (or a TestDriver) runs the app")
-        if ev is not None and ev.partition >= 0:
-            task_id = worker.processor.task_of(ev.topic, ev.partition)
-            task = worker.processor.tasks.tasks.get(task_id) if task_id is not None else None
-            if task is not None and self.name in task.stores:
-                return task.stores[self.name]
-            if write:
-                raise StreamsError(f"table {self.name!r} is not held by the tasks of topic {ev.topic!r}: use it from "
-                                   "the agent that reads its partitions (agents found using it: "
-                                   f"{', '.join(self.app.table_agents(self.name)) or 'none'})")
-        if write:
-            raise StreamsError(f"table {self.name!r} can be written only while an agent processes a record")
-        return _AnyPartition(self.app.store(self.name)._stores())
+    def _store(self, *, write: bool = False) -> Any:
+        return table_store(self.app, self.name, write=write)
 
     def _get(self, key: Any) -> bytes | None:
         kb = self.spec.key_serde.serialize(key)
-        return self._store(kb).get(kb)
+        return self._store().get(kb)
 
 
     # ---- the dict interface ----
@@ -92,16 +98,16 @@ class Table:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         kb = self.spec.key_serde.serialize(key)
-        self._store(kb, write=True).put(kb, None if value is None else self.spec.value_serde.serialize(value))
+        self._store(write=True).put(kb, None if value is None else self.spec.value_serde.serialize(value))
 
     def __delitem__(self, key: Any) -> None:
         kb = self.spec.key_serde.serialize(key)
-        self._store(kb, write=True).delete(kb)
+        self._store(write=True).delete(kb)
 
     def pop(self, key: Any, default: Any = None) -> Any:
         value = self.get(key, default)
         kb = self.spec.key_serde.serialize(key)
-        self._store(kb, write=True).delete(kb)
+        self._store(write=True).delete(kb)
         return value
 
     def __contains__(self, key: Any) -> bool:
@@ -150,8 +156,8 @@ class WindowedTable:
         app = table.app
         app._tables[table.name] = self
 
-    def _store(self, kb: bytes | None = None, *, write: bool = False) -> Any:
-        return Table._store(self, kb, write=write)  # type: ignore[arg-type]
+    def _store(self, *, write: bool = False) -> Any:
+        return table_store(self.app, self.name, write=write)
 
     def __getitem__(self, key: Any) -> "WindowSet":
         return WindowSet(self, key)
@@ -163,14 +169,14 @@ class WindowedTable:
 
     def read(self, key: Any, start: int) -> Any:
         kb = self.spec.key_serde.serialize(key)
-        data = self._store(kb).fetch(kb, start)
+        data = self._store().fetch(kb, start)
         if data is None:
             return self.default() if self.default is not None else None
         return self.spec.value_serde.deserialize(data[8:])
 
     def write(self, key: Any, start: int, value: Any, ts: int) -> None:
         kb = self.spec.key_serde.serialize(key)
-        self._store(kb, write=True).put(kb, start, _TS.pack(ts) + self.spec.value_serde.serialize(value))
+        self._store(write=True).put(kb, start, _TS.pack(ts) + self.spec.value_serde.serialize(value))
 
     def relative_to_stream(self) -> "WindowedTable":
         """Faust's name for what this table does already: windows are those of the current record's event time."""
