@@ -21,6 +21,7 @@ from kio.static.constants import EntityType
 
 from broker_embedded.log.records import build_batch
 from wire import Conn
+from readback import read_partition
 
 TOPIC = "filling"
 GROUP = "full-disk-group"
@@ -87,19 +88,7 @@ class Raw(Conn):
 
 
 async def _read(bootstrap: str, topic: str, isolation: str = "read_uncommitted") -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                                isolation_level=isolation)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        got: list[bytes] = []
-        while (await consumer.position(tp)) < end:
-            got += [m.value for m in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])]
-        return got
-    finally:
-        await consumer.stop()
+    return [m.value for m in await read_partition(bootstrap, topic, isolation=isolation)]
 
 
 async def _commit(bootstrap: str, offset: int) -> None:

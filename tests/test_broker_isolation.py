@@ -8,7 +8,7 @@ import time
 from collections import Counter
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from broker_embedded.log.batch import split_batches
@@ -16,6 +16,7 @@ from broker_embedded.log.config import LogConfig
 from broker_embedded.log.flush import GroupCommitFlusher
 from broker_embedded.log.partition import LogDeleted, PartitionLog
 from broker_embedded.log.records import build_batch
+from readback import read_partition
 
 STEADY = ["steady-a", "steady-b"]
 DOOMED = ["doomed-a", "doomed-b", "doomed-c"]
@@ -80,18 +81,7 @@ async def _delete_and_recreate(bootstrap: str, until: float) -> int:
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        got: list[bytes] = []
-        while (await consumer.position(tp)) < end:
-            got += [m.value for m in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])]
-        return got
-    finally:
-        await consumer.stop()
+    return [m.value for m in await read_partition(bootstrap, topic)]
 
 
 async def test_deleting_topics_under_load_never_fails_or_duplicates_other_topics(embedded_broker):

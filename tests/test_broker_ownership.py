@@ -13,9 +13,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from broker_embedded import DirectoryLock, DirectoryLocked, EmbeddedBroker, is_locked
+from readback import read_partition
 
 TOPIC = "owned"
 
@@ -39,20 +40,7 @@ async def _produce(bootstrap: str, values: list[bytes]) -> None:
 
 async def _read_all(bootstrap: str, topic: str = TOPIC) -> list[tuple[int, bytes]]:
     """(offset, value) of every record of partition 0, from the start to the end (CRCs checked by the client)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                                check_crcs=True)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        got: list[tuple[int, bytes]] = []
-        while (await consumer.position(tp)) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000)
-            got += [(m.offset, m.value) for m in batch.get(tp, [])]
-        return got
-    finally:
-        await consumer.stop()
+    return [(m.offset, m.value) for m in await read_partition(bootstrap, topic)]
 
 
 def test_second_cli_broker_on_a_directory_exits_2_naming_the_holder(broker_process, tmp_path):

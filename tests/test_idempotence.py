@@ -11,14 +11,14 @@ import datetime
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
+from aiokafka import AIOKafkaProducer
 from kio.index import load_payload_module
 from kio.schema.errors import ErrorCode
 from kio.static.constants import EntityType
 
 from broker_embedded.log.records import build_batch
 from wire import Conn
+from readback import read_partition
 
 
 class RawClient(Conn):
@@ -66,19 +66,7 @@ async def _create(bootstrap: str, topic: str) -> None:
 
 
 async def _values(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        out = []
-        while await consumer.position(tp) < end:
-            for msgs in (await consumer.getmany(timeout_ms=1000)).values():
-                out += [m.value for m in msgs]
-        return out
-    finally:
-        await consumer.stop()
+    return [m.value for m in await read_partition(bootstrap, topic)]
 
 
 def _create_sync(bootstrap: str, topic: str) -> None:
