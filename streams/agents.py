@@ -16,9 +16,9 @@ import time
 import uuid
 from typing import Any, AsyncIterator, Callable
 
-from .errors import ProcessingError
+from .errors import ProcessingError, StaleRecord
 from .records import AppLike, Event
-from .tables import current_event
+from .tables import current_event, current_origin
 from .topics import Channel, Topic
 
 log = logging.getLogger(__name__)
@@ -29,13 +29,21 @@ ASK_HEADER = "streams-ask-id"
 
 
 class Chunk:
-    """Events handed to one actor at once, and the offset units they hold back until processed."""
+    """Events handed to one actor at once, the offset units they hold back until processed, and their origin: the
+    task that processed them and its generation (None for a channel's events)."""
 
-    __slots__ = ("events", "units")
+    __slots__ = ("events", "units", "origin")
 
-    def __init__(self, events: list[Event], units: tuple = ()) -> None:
+    def __init__(self, events: list[Event], units: tuple = (), origin: tuple | None = None) -> None:
         self.events = events
         self.units = units
+        self.origin = origin
+
+    def live(self) -> bool:
+        """False once the task was rolled back or closed: the events are processed again (from its last commit,
+        or by its next owner), so this copy is skipped."""
+        origin = self.origin
+        return origin is None or origin[0].live(origin[1])
 
     def finish(self) -> None:
         for unit in self.units:
@@ -93,11 +101,12 @@ class AgentStream:
         while True:
             chunk = c.chunk
             if chunk is not None:
-                if c.pos < len(chunk.events):
+                if c.pos < len(chunk.events) and chunk.live():
                     ev = chunk.events[c.pos]
                     c.pos += 1
                     self._answering.event = ev
                     current_event.set(ev)
+                    current_origin.set(chunk.origin)
                     return ev
                 c.exhausted.append(chunk)
                 c.chunk = None
@@ -279,16 +288,17 @@ class Agent:
         size = -(-count // n)
         return -(-count // size)
 
-    def feed(self, events: list[Event], units: tuple, route: str | None = None) -> None:
-        """Hand records to the actors: `chunks_for(len(events))` chunks, each holding `units` until processed."""
+    def feed(self, events: list[Event], units: tuple, route: str | None = None, origin: tuple | None = None) -> None:
+        """Hand records to the actors: `chunks_for(len(events))` chunks, each holding `units` until processed;
+        `origin` is (task, generation) of the task that processed them."""
         queue = self.queue if route is None else self.routes[route].queue
         n = min(self.concurrency, len(events))
         if n <= 1:
-            queue.put_nowait(Chunk(events, units))
+            queue.put_nowait(Chunk(events, units, origin))
             return
         size = -(-len(events) // n)
         for i in range(0, len(events), size):
-            queue.put_nowait(Chunk(events[i:i + size], units))
+            queue.put_nowait(Chunk(events[i:i + size], units, origin))
 
     def backlog(self) -> int:
         return self.queue.qsize() + sum(r.queue.qsize() for r in self.routes.values())
@@ -350,6 +360,8 @@ class Agent:
                 return
             except asyncio.CancelledError:
                 raise
+            except StaleRecord as exc:
+                log.debug("agent %s: %s", self.name, exc)   # run again: the stream skips the stale records
             except Exception as exc:
                 ev = answering.event
                 if not self.worker.agent_failed(self, exc, ev):

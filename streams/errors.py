@@ -7,6 +7,11 @@ class StreamsError(Exception):
     """Base class of every error the framework raises on purpose."""
 
 
+class StaleRecord(StreamsError):
+    """Raised into an agent that writes a table for a record whose task was rolled back or moved away since the
+    record was handed to it: the agent function restarts with the next live record (no error is reported)."""
+
+
 class TopologyError(StreamsError, ValueError):
     """The described topology cannot run: a bad name, a cycle, a missing topic."""
 

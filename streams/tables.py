@@ -19,7 +19,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import StreamsError
+from .errors import StaleRecord, StreamsError
 from .serde import serde_for
 from .topology.stores import StoreSpec
 from .windows import HoppingWindows, TumblingWindows, to_millis
@@ -27,10 +27,19 @@ from .windows import HoppingWindows, TumblingWindows, to_millis
 if TYPE_CHECKING:
     from .records import AppLike
 
-__all__ = ["Table", "WindowSet", "WindowedTable", "current_event"]
+__all__ = ["Table", "WindowSet", "WindowedTable", "current_event", "current_origin", "origin_stale"]
 
 # The event an agent's actor is processing (each actor runs in its own asyncio task, so its own context).
 current_event: contextvars.ContextVar = contextvars.ContextVar("streams_current_event", default=None)
+# The task (and its generation) that handed that event to the agent: None for events of no task (a channel).
+current_origin: contextvars.ContextVar = contextvars.ContextVar("streams_current_origin", default=None)
+
+
+def origin_stale() -> bool:
+    """True when the event being processed belongs to work that was rolled back or moved away since it was handed
+    to the agent: its effects (table writes, outputs) must not count, the records are processed again."""
+    origin = current_origin.get()
+    return origin is not None and not origin[0].live(origin[1])
 _TS = struct.Struct(">q")
 
 
@@ -42,6 +51,9 @@ def table_store(app: "AppLike", name: str, *, write: bool = False) -> Any:
     if worker is None:
         raise StreamsError(f"table {name!r} is only available while a worker (or a TestDriver) runs the app")
     if ev is not None and ev.partition >= 0:
+        if write and origin_stale():
+            raise StaleRecord(f"{ev.topic}[{ev.partition}]@{ev.offset} was handed back (its task was rolled back "
+                              "or moved away); it is processed again from the last commit")
         task_id = worker.processor.task_of(ev.topic, ev.partition)
         task = worker.processor.tasks.tasks.get(task_id) if task_id is not None else None
         if task is not None and name in task.stores:

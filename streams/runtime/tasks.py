@@ -38,7 +38,7 @@ class TaskState:
     """What a processor needs while it processes one task's records."""
 
     __slots__ = ("id", "name", "partition", "sub", "stores", "specs", "times", "dropped", "changes",
-                 "checkpoints", "restored", "punctuators", "committed_times")
+                 "checkpoints", "restored", "punctuators", "committed_times", "generation")
 
     def __init__(self, task_id: tuple[int, int], sub: SubTopology | None = None) -> None:
         self.id = task_id
@@ -54,6 +54,9 @@ class TaskState:
         self.restored: dict[str, int] = {}       # store -> changelog offset the local store reflects
         self.punctuators: list = []              # fn(wall_clock_ms) of the task's nodes, called by punctuate()
         self.committed_times: dict[str, int] = {}   # `times` as of the last commit (what a rollback returns to)
+        # Bumped when the task is rolled back or closed: records handed to agents before that belong to work that
+        # is redone (here from the last commit, or by the task's next owner), so agents drop them (`live`).
+        self.generation = 0
 
     @property
     def stateful(self) -> bool:
@@ -85,8 +88,13 @@ class TaskState:
     def mark_committed(self) -> None:
         self.committed_times = dict(self.times)
 
+    def live(self, generation: int) -> bool:
+        """Whether work handed out at `generation` still counts (the task was neither rolled back nor closed)."""
+        return generation == self.generation
+
     def roll_back(self) -> None:
         """Forget everything since the last commit: buffered writes, owed changelog records, stream time."""
+        self.generation += 1
         for store in self.stores.values():
             store.discard()
         for changes in self.changes.values():
@@ -175,6 +183,7 @@ class TaskStates:
         """Close a task's stores (its partitions moved away): buffered writes were flushed at the last commit."""
         task = self.tasks.pop(task_id, None)
         if task is not None:
+            task.generation += 1
             self._close_stores(task)
 
     def close_all(self) -> None:

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from ..records import AppLike, Event
-from ..tables import current_event
+from ..tables import current_event, origin_stale
 from ..errors import ProcessingError
 from ..topology.compiler import Topology
 from .assignor import TaskAssignor
@@ -166,6 +166,12 @@ class Worker:
         # Inside an agent: the record goes with the task of the event being processed (its transaction).
         ev = current_event.get()
         task = None
+        if ev is not None and origin_stale():
+            # Its task was rolled back or moved away since the record was handed to the agent: the record is
+            # processed again (here from the last commit, or by the task's next owner), so this output is not owed.
+            log.debug("dropped an output of %s[%s]@%s: its task was rolled back or closed", ev.topic, ev.partition,
+                      ev.offset)
+            return True
         if ev is not None and ev.partition >= 0:
             task_id = self.processor.task_of(ev.topic, ev.partition)
             task = self.processor.tasks.tasks.get(task_id) if task_id is not None else None
@@ -297,8 +303,10 @@ class Worker:
             return
         chunks = sum(agent.chunks_for(len(events)) for agent, _, events in feeds)
         units = tuple(self.tracker.add(tp, end, chunks) for tp, end in ends)
+        task = self.processor.ctx.task
+        origin = (task, task.generation) if task is not None else None
         for agent, route, events in feeds:
-            agent.feed(events, units, route)
+            agent.feed(events, units, route, origin)
 
     def agent_failed(self, agent, exc: BaseException, ev: Event | None) -> bool:
         """Apply the error policy to an agent's failure; True means run the agent function again."""
