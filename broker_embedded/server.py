@@ -16,6 +16,7 @@ from kio.schema.errors import ErrorCode
 from .api import RequestContext, load_handlers
 from .broker import Broker
 from .protocol import MalformedRequest, Reply, codec, parse_header
+from .security.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ class KafkaServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._connections.add(task)
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        peername = writer.get_extra_info("peername")[:2]
+        peer = "%s:%s" % peername
+        session = Session(client_host=peername[0])
         pending: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         sender = asyncio.create_task(self._send(pending, writer, peer))
         limit = self.broker.config.socket_request_max_bytes
@@ -76,7 +79,7 @@ class KafkaServer:
                 except MalformedRequest as exc:
                     log.warning("closing %s: malformed request: %s", peer, exc)
                     break
-                await pending.put(asyncio.create_task(self._dispatch(header, frame, pos, peer)))
+                await pending.put(asyncio.create_task(self._dispatch(header, frame, pos, peer, session)))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except asyncio.CancelledError:
@@ -104,7 +107,7 @@ class KafkaServer:
                 writer.write(response)
                 await writer.drain()
 
-    async def _dispatch(self, header, frame: bytes, pos: int, peer: str):
+    async def _dispatch(self, header, frame: bytes, pos: int, peer: str, session: Session):
         api = self.handlers.get(header.api_key)
         if api is None:
             log.warning("closing %s: unknown API key %d (client %s)", peer, header.api_key, header.client_id)
@@ -124,7 +127,8 @@ class KafkaServer:
         except Exception as exc:
             log.warning("closing %s: cannot decode API key %d v%d: %s", peer, header.api_key, version, exc)
             return _CLOSE
-        ctx = RequestContext(self.broker, header, Reply(c.response_module, version), peer)
+        ctx = RequestContext(self.broker, header, Reply(c.response_module, version), peer, session.principal,
+                             session.client_host, session.listener, session)
         try:
             response = api.handler(ctx, request)
             if inspect.isawaitable(response):

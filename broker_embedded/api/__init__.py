@@ -26,12 +26,20 @@ class Api:
 
 @dataclass(slots=True)
 class RequestContext:
-    """What a handler may use: the broker's state, the request header, a builder for its response."""
+    """What a handler may use: the broker's state, the request header, a builder for its response, and who
+    sent it: `principal` as Kafka forms it ("User:ANONYMOUS" before or without authentication, "User:alice" after
+    SASL, "User:CN=alice,OU=..." for a TLS client certificate), the client's IP (`client_host`), and the name of
+    the listener it connected through (`listener`, e.g. "PLAINTEXT", "SASL_SSL")."""
 
     broker: "Broker"
     header: RequestHeader
     reply: Reply
     peer: str
+    principal: str = "User:ANONYMOUS"
+    client_host: str = ""
+    listener: str = "PLAINTEXT"
+    # The connection's security state (security.session.Session), for the SASL handlers; None in raw tests.
+    session: Any = None
 
     @property
     def version(self) -> int:
