@@ -34,7 +34,11 @@ def _read(ctx: RequestContext, req):
     r = ctx.reply
     broker = ctx.broker
     committed = getattr(req, "isolation_level", 0) == READ_COMMITTED
+    # Kafka's rule (KIP-74): each partition gets at most min(partition_max_bytes, what is left of max_bytes);
+    # until some partition returned records, one whole batch is returned even if larger, so a consumer always
+    # makes progress; after that a partition whose next batch does not fit returns nothing this time.
     budget = req.max_bytes
+    min_one = True
     total = 0
     logs = []
     responses = []
@@ -52,14 +56,15 @@ def _read(ctx: RequestContext, req):
             code = ErrorCode.none
             aborted = None
             try:
-                if budget > 0 or total == 0:
-                    limit = min(fp.partition_max_bytes, budget) if total else fp.partition_max_bytes
-                    records = plog.read(fp.fetch_offset, limit, lso if committed else None)
+                records = plog.read(fp.fetch_offset, max(0, min(fp.partition_max_bytes, budget)),
+                                    lso if committed else None, min_one)
             except OffsetOutOfRange:
                 code = ErrorCode.offset_out_of_range
             if committed:
                 aborted = tuple(r("AbortedTransaction", producer_id=pid, first_offset=first)
                                 for pid, first in broker.aborted_transactions(plog, fp.fetch_offset, lso))
+            if records:
+                min_one = False
             total += len(records)
             budget -= len(records)
             parts.append(_partition(r, fp.partition, code, hw, lso, plog.log_start_offset, records, aborted))

@@ -237,9 +237,10 @@ class PartitionLog:
     def _segment_index(self, offset: int) -> int:
         return max(0, bisect_right(self._bases, offset) - 1)
 
-    def read(self, offset: int, max_bytes: int, upper: int | None = None) -> bytes:
-        """Batches from the one holding `offset`, at most `max_bytes` (but at least one whole batch), and
-        nothing at or past `upper` (default: the high watermark). Raises OffsetOutOfRange."""
+    def read(self, offset: int, max_bytes: int, upper: int | None = None, min_one: bool = True) -> bytes:
+        """Batches from the one holding `offset`, at most `max_bytes` (but at least one whole batch unless
+        `min_one` is false: then nothing when the first batch does not fit), and nothing at or past `upper`
+        (default: the high watermark). Raises OffsetOutOfRange."""
         hw = self.high_watermark
         if offset < self.log_start_offset or offset > hw:
             raise OffsetOutOfRange(offset)
@@ -257,7 +258,7 @@ class PartitionLog:
             return b""
         pos, first_size = found
         end = seg.size if limit >= seg.next_offset else seg.position_of(limit)
-        if end <= pos:
+        if end <= pos or (not min_one and first_size > max_bytes):
             return b""
         length = min(end - pos, max(first_size, max_bytes))
         if pos + length == end and limit >= seg.next_offset:
