@@ -9,6 +9,11 @@
 //    "aggregation": "count", "emit": "all",
 //    "records": [["k1", 3, 1000], ["k2", null, 2000], ["in", "k1", 4, 1500]]}
 // "min_value": N (optional) filters out values below N (and null values) before grouping.
+//   {"type": "join", "kind": "stream-stream", "join": "left",
+//    "window": {"before": 5000, "after": 5000, "grace": 1000},
+//    "records": [["left", "a", 3, 1000], ["right", "a", 7, 2000]]}
+// joins topic "left" with topic "right" (see join() for the kinds and their parameters) and writes the joiner's
+// "l|r" strings to "out".
 // A record is [key, value, timestamp] on topic "in", or [topic, key, value, timestamp]; keys are strings, values
 // longs (either may be null). Output, per scenario: one JSON line per record written to the output topic, then
 // {"done": N} (N output lines), or {"error": "..."} then {"done": 0} if the scenario failed. The program reads
@@ -32,6 +37,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.function.Function;
 
 import org.apache.kafka.common.serialization.LongDeserializer;
 import org.apache.kafka.common.serialization.LongSerializer;
@@ -46,18 +52,26 @@ import org.apache.kafka.streams.TestInputTopic;
 import org.apache.kafka.streams.TestOutputTopic;
 import org.apache.kafka.streams.TopologyTestDriver;
 import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.GlobalKTable;
 import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.JoinWindows;
+import org.apache.kafka.streams.kstream.Joined;
 import org.apache.kafka.streams.kstream.KGroupedStream;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
+import org.apache.kafka.streams.kstream.KeyValueMapper;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.SessionWindows;
 import org.apache.kafka.streams.kstream.SlidingWindows;
+import org.apache.kafka.streams.kstream.StreamJoined;
 import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindows;
+import org.apache.kafka.streams.kstream.ValueJoiner;
 import org.apache.kafka.streams.kstream.Windowed;
+import org.apache.kafka.streams.state.KeyValueStore;
 import org.apache.kafka.streams.state.SessionStore;
+import org.apache.kafka.streams.state.Stores;
 import org.apache.kafka.streams.state.WindowStore;
 import org.apache.kafka.streams.test.TestRecord;
 
@@ -76,6 +90,7 @@ public class KafkaStreamsReference {
     static final Map<String, ScenarioType> TYPES = new LinkedHashMap<>();
     static {
         TYPES.put("windowed-aggregation", KafkaStreamsReference::windowedAggregation);
+        TYPES.put("join", KafkaStreamsReference::join);
     }
 
     // ---- windowed aggregation: in -> groupByKey -> windowedBy -> count|reduce|aggregate [-> suppress] -> out ----
@@ -157,6 +172,106 @@ public class KafkaStreamsReference {
         return (key, value) -> key + ", \"value\": " + value;
     }
 
+    // ---- joins: topic "left" with topic "right" -> out ----
+    //
+    // "kind": "stream-stream" ("window": {"before", "after", "grace"} in ms), "stream-table" (optionally
+    // "versioned": {"history": ms}: the table in a versioned store), "table-table", "fk" (foreign-key table-table
+    // join: a left value v refers to the right key "r" + v / 1000) or "stream-globaltable" (the global table's key
+    // is "r" + v / 1000 of the stream's value v); "join": "inner", "left" or "outer" (where the kind has it).
+    // Keys are strings and values longs on both sides; the output is (key, joiner(l, r)) with the joiner writing
+    // "l|r" ("null" for a missing side), or a null value where a table join deletes its result.
+
+    static Output join(StreamsBuilder builder, Map<String, Object> scenario) {
+        String kind = Json.string(scenario.get("kind"));
+        String join = Json.string(scenario.getOrDefault("join", "inner"));
+        ValueJoiner<Long, Long, String> joiner =
+            (l, r) -> (l == null ? "null" : l.toString()) + "|" + (r == null ? "null" : r.toString());
+        Consumed<String, Long> consumed = Consumed.with(Serdes.String(), Serdes.Long());
+        KStream<String, String> out;
+        switch (kind) {
+            case "stream-stream": {
+                Map<String, Object> window = Json.object(scenario.get("window"));
+                JoinWindows windows = JoinWindows
+                    .ofTimeDifferenceAndGrace(Duration.ofMillis(Json.longValue(window.get("before"))),
+                                               Duration.ofMillis(Json.longValue(window.getOrDefault("grace", 0L))))
+                    .after(Duration.ofMillis(Json.longValue(window.get("after"))));
+                KStream<String, Long> left = builder.stream("left", consumed);
+                KStream<String, Long> right = builder.stream("right", consumed);
+                StreamJoined<String, Long, Long> serdes =
+                    StreamJoined.with(Serdes.String(), Serdes.Long(), Serdes.Long());
+                out = switch (join) {
+                    case "inner" -> left.join(right, joiner, windows, serdes);
+                    case "left" -> left.leftJoin(right, joiner, windows, serdes);
+                    case "outer" -> left.outerJoin(right, joiner, windows, serdes);
+                    default -> throw new IllegalArgumentException("unknown join " + join);
+                };
+                break;
+            }
+            case "stream-table": {
+                KStream<String, Long> left = builder.stream("left", consumed);
+                Materialized<String, Long, KeyValueStore<Bytes, byte[]>> store;
+                if (scenario.get("versioned") != null) {
+                    long history = Json.longValue(Json.object(scenario.get("versioned")).get("history"));
+                    store = Materialized.as(Stores.persistentVersionedKeyValueStore("right-table",
+                                                                                    Duration.ofMillis(history)));
+                } else {
+                    store = Materialized.as("right-table");
+                }
+                KTable<String, Long> right = builder.table("right", consumed,
+                    store.withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()));
+                Joined<String, Long, Long> serdes = Joined.with(Serdes.String(), Serdes.Long(), Serdes.Long());
+                out = switch (join) {
+                    case "inner" -> left.join(right, joiner, serdes);
+                    case "left" -> left.leftJoin(right, joiner, serdes);
+                    default -> throw new IllegalArgumentException("a stream-table join is inner or left, not " + join);
+                };
+                break;
+            }
+            case "table-table": {
+                KTable<String, Long> left = builder.table("left", consumed);
+                KTable<String, Long> right = builder.table("right", consumed);
+                KTable<String, String> joined = switch (join) {
+                    case "inner" -> left.join(right, joiner);
+                    case "left" -> left.leftJoin(right, joiner);
+                    case "outer" -> left.outerJoin(right, joiner);
+                    default -> throw new IllegalArgumentException("unknown join " + join);
+                };
+                out = joined.toStream();
+                break;
+            }
+            case "fk": {
+                KTable<String, Long> left = builder.table("left", consumed);
+                KTable<String, Long> right = builder.table("right", consumed);
+                // Kafka Streams never hands the extractor a deleted (null) left value.
+                Function<Long, String> foreignKey = v -> "r" + (v / 1000);
+                KTable<String, String> joined = switch (join) {
+                    case "inner" -> left.join(right, foreignKey, joiner);
+                    case "left" -> left.leftJoin(right, foreignKey, joiner);
+                    default -> throw new IllegalArgumentException("a foreign-key join is inner or left, not " + join);
+                };
+                out = joined.toStream();
+                break;
+            }
+            case "stream-globaltable": {
+                KStream<String, Long> left = builder.stream("left", consumed);
+                GlobalKTable<String, Long> right = builder.globalTable("right", consumed);
+                // Kafka Streams calls the key selector before it drops a record with a null value: null in, null out.
+                KeyValueMapper<String, Long, String> key = (k, v) -> v == null ? null : "r" + (v / 1000);
+                out = switch (join) {
+                    case "inner" -> left.join(right, key, joiner);
+                    case "left" -> left.leftJoin(right, key, joiner);
+                    default -> throw new IllegalArgumentException(
+                        "a stream-global table join is inner or left, not " + join);
+                };
+                break;
+            }
+            default:
+                throw new IllegalArgumentException("unknown join kind " + kind);
+        }
+        out.to("out", Produced.with(Serdes.String(), Serdes.String()));
+        return (key, value) -> "\"key\": " + Json.quote(key) + ", \"value\": " + Json.quote(value);
+    }
+
     // ---- the driver loop ----
 
     static List<String> run(Map<String, Object> scenario, Path stateDir) {
@@ -171,6 +286,9 @@ public class KafkaStreamsReference {
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         // Every update reaches the output (no record cache between the aggregation and its downstream).
         props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
+        // Left/outer stream-stream joins look for expired unmatched records at most once per second of wall-clock
+        // time (a throttle, not semantics), and the test driver's wall clock stands still: look at every record.
+        props.put(StreamsConfig.InternalConfig.EMIT_INTERVAL_MS_KSTREAMS_OUTER_JOIN_SPURIOUS_RESULTS_FIX, 0L);
         List<String> lines = new ArrayList<>();
         try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), props)) {
             Map<String, TestInputTopic<String, Long>> inputs = new LinkedHashMap<>();

@@ -11,6 +11,10 @@ Kafka Streams 4.1.1 and kafka-streams-test-utils come from Maven Central (tests/
 for the whole test session, reading one JSON scenario per line. Without java or mvn the caller is skipped
 (pytest.skip) with the reason.
 
+    run_join("stream-stream", "left", [("left", "a", 3, 1_000), ("right", "a", 7, 2_000)],
+             window={"before": 5_000, "after": 5_000, "grace": 1_000})
+    # [('a', '3|7', 2000)]
+
 Scenario types are Java builders (see TYPES in KafkaStreamsReference.java); `run_scenario` is the generic call
 (a scenario dict in, the output records as dicts out) for types added later, such as joins.
 """
@@ -34,7 +38,7 @@ PROGRAM = HERE / "KafkaStreamsReference.java"
 POM = HERE / "pom.xml"
 NEEDED_JARS = ("kafka-streams-4.1.1.jar", "kafka-streams-test-utils-4.1.1.jar", "kafka-clients-4.1.1.jar")
 
-__all__ = ["KafkaStreamsError", "WindowedResult", "classpath", "run_kafka_streams", "run_scenario"]
+__all__ = ["KafkaStreamsError", "WindowedResult", "classpath", "run_join", "run_kafka_streams", "run_scenario"]
 
 
 class KafkaStreamsError(RuntimeError):
@@ -133,3 +137,23 @@ def run_kafka_streams(scenario: dict[str, Any], records: Iterable[tuple]) -> lis
     """
     full = {"type": "windowed-aggregation", **scenario, "records": [list(r) for r in records]}
     return [WindowedResult(r["key"], r["start"], r["end"], r["value"], r["timestamp"]) for r in run_scenario(full)]
+
+
+JOIN_KINDS = ("stream-stream", "stream-table", "table-table", "fk", "stream-globaltable")
+
+
+def run_join(kind: str, join: str, records: Iterable[tuple], **params: Any) -> list[tuple[str | None, str | None, int]]:
+    """Pipe `records` ((topic, key, value, timestamp_ms) each, topic "left" or "right", in the order given) through
+    Kafka Streams' `join` ("inner", "left" or "outer") of the given `kind` and return what it wrote to "out", as
+    (key, value, timestamp) in order: the value is the joiner's "l|r" string ("null" for a missing side) or None
+    (a table join's tombstone).
+
+    `kind`: "stream-stream" (needs window={"before": ms, "after": ms, "grace": ms}), "stream-table" (optionally
+    versioned={"history": ms}), "table-table", "fk" (left value v refers to right key f"r{v // 1000}") or
+    "stream-globaltable" (the stream's value v looks up right key f"r{v // 1000}"). Keys are strings or None,
+    values integers or None; one partition per topic, caching off.
+    """
+    if kind not in JOIN_KINDS:
+        raise ValueError(f"unknown join kind {kind!r}: one of {', '.join(JOIN_KINDS)}")
+    scenario = {"type": "join", "kind": kind, "join": join, **params, "records": [list(r) for r in records]}
+    return [(r["key"], r["value"], r["timestamp"]) for r in run_scenario(scenario)]
