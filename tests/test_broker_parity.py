@@ -125,3 +125,71 @@ def test_fetch_max_bytes_is_response_wide(bootstrap, topic_name):
     got = _fetch(conn, topic_name, {0: 2, 1: 0, 2: 0}, max_bytes=1)
     assert [_whole_batches(got[i].records) for i in range(3)] == [0, 1, 0]
     conn.close()
+
+
+# ---- Produce: records without a key on a compacted topic ---------------------------------------------------
+
+
+def _produce(conn: Conn, topic: str, data: bytes, version: int = 11):
+    import datetime
+
+    m = conn.m((0, version))
+    resp = conn.call((0, version), transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=30),
+                     topic_data=(m.TopicProduceData(name=topic, partition_data=(
+                         m.PartitionProduceData(index=0, records=data),)),))
+    return resp.responses[0].partition_responses[0]
+
+
+@pytest.mark.parametrize("codec", [0, 1, 4], ids=["none", "gzip", "zstd"])
+def test_compacted_topic_refuses_records_without_key(bootstrap, topic_name, codec):
+    """KIP-467: the whole batch is refused with INVALID_RECORD and each keyless record is named."""
+    from broker_embedded.log.records import build_batch
+
+    conn = Conn(bootstrap)
+    assert _create(conn, topic_name, 1, {"cleanup.policy": "compact"}).error_code == ErrorCode.none
+    batch = build_batch([(b"a", b"1", [], None), (None, b"2", [], None), (b"b", b"3", [], None),
+                         (None, b"4", [], None)], attributes=codec)
+    got = _produce(conn, topic_name, batch)
+    partition = f"{topic_name}-0"
+    assert got.error_code == ErrorCode.invalid_record
+    assert [(e.batch_index, e.batch_index_error_message) for e in got.record_errors] == [
+        (i, f"Compacted topic cannot accept message without key in topic partition {partition}") for i in (1, 3)]
+    assert got.error_message.startswith("One or more records have been rejected due to 2 record errors")
+    # Nothing of the refused batch was appended; a keyed batch goes in at offset 0.
+    ok = _produce(conn, topic_name, build_batch([(b"a", b"1", [], None)], attributes=codec))
+    assert (ok.error_code, ok.base_offset) == (ErrorCode.none, 0)
+    conn.close()
+
+
+def test_client_hears_invalid_record_for_keyless_record_on_compacted_topic(bootstrap, topic_name):
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+    conn = Conn(bootstrap)
+    assert _create(conn, topic_name, 1, {"cleanup.policy": "compact"}).error_code == ErrorCode.none
+    conn.close()
+    errors = []
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    p.produce(topic_name, value=b"no key", on_delivery=lambda err, msg: errors.append(err))
+    p.flush(30)
+    p.produce(topic_name, key=b"k", value=b"keyed", on_delivery=lambda err, msg: errors.append(err))
+    p.flush(30)
+    assert errors[0] is not None and errors[0].code() == KafkaError.INVALID_RECORD
+    assert errors[1] is None
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": topic_name})
+    try:
+        assert c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10) == (0, 1)
+    finally:
+        c.close()
+
+
+def test_produce_carries_one_batch_per_partition(bootstrap, topic_name):
+    """Kafka refuses a v3+ produce whose partition data holds two batches (INVALID_RECORD), appending none."""
+    from broker_embedded.log.records import build_batch
+
+    conn = Conn(bootstrap)
+    assert _create(conn, topic_name, 1).error_code == ErrorCode.none
+    one = build_batch([(b"a", b"1", [], None)])
+    assert _produce(conn, topic_name, one + one).error_code == ErrorCode.invalid_record
+    ok = _produce(conn, topic_name, one)
+    assert (ok.error_code, ok.base_offset) == (ErrorCode.none, 0)
+    conn.close()

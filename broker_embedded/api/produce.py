@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 
+from cramjam import DecompressionError
 from kio.schema.errors import ErrorCode
 
 from ..log.batch import InvalidBatch, split_batches
 from ..log.partition import LogDeleted
+from ..log.records import keyless_records
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
 from .errors import KafkaError, error_code
@@ -36,13 +38,23 @@ async def produce(ctx: RequestContext, req):
                                      f"This server does not host this topic-partition: {td.name}-{pd.index}")
                 data = pd.records or b""
                 batches = split_batches(data)
+                if len(batches) != 1:  # Kafka: v3+ carries exactly one batch per partition
+                    raise KafkaError(ErrorCode.invalid_record,
+                                     f"a produce request must carry exactly one record batch per partition, "
+                                     f"got {len(batches)}")
                 limit = plog.config.max_message_bytes
                 for _pos, header in batches:
                     if header.size > limit:
                         raise KafkaError(ErrorCode.message_too_large,
                                          f"batch of {header.size} bytes exceeds max.message.bytes {limit}")
+                if plog.config.compact:
+                    _check_keys(data, batches, f"{td.name}-{pd.index}")
                 # Idempotence and transaction checks; a retried duplicate gets its original offset.
                 result["base_offset"] = broker.producers.append(plog, td.name, pd.index, data, batches)
+            except RecordErrors as exc:
+                result.update(error_code=exc.code, error_message=str(exc), record_errors=exc.errors,
+                              log_start_offset=plog.log_start_offset)
+                continue
             except (InvalidBatch, KafkaError) as exc:
                 result["error_code"], result["error_message"] = error_code(exc), str(exc)
                 continue
@@ -74,7 +86,9 @@ async def produce(ctx: RequestContext, req):
     r = ctx.reply
     topics = tuple(
         r("TopicProduceResponse", name=name, partition_responses=tuple(
-            r("PartitionProduceResponse", record_errors=(), **result) for result in parts))
+            r("PartitionProduceResponse", **{**result, "record_errors": tuple(
+                r("BatchIndexAndErrorMessage", batch_index=i, batch_index_error_message=m)
+                for i, m in result.get("record_errors", ()))}) for result in parts))
         for name, parts in results
     )
     return r("ProduceResponse", responses=topics, throttle_time=ZERO_MS)
@@ -82,3 +96,32 @@ async def produce(ctx: RequestContext, req):
 
 def _storage(exc: OSError) -> str:
     return f"cannot write to the log: {exc.strerror or exc}"
+
+
+class RecordErrors(KafkaError):
+    """Records Kafka refuses one by one (KIP-467): the whole batch is refused and each bad record is named."""
+
+    def __init__(self, errors: list[tuple[int, str]]) -> None:
+        shown = ", ".join(f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3])
+        super().__init__(ErrorCode.invalid_record,
+                         f"One or more records have been rejected due to {len(errors)} record errors in total, "
+                         f"and only showing the first three errors at most: [{shown}]")
+        self.errors = errors
+
+
+def _check_keys(data: bytes, batches, partition: str) -> None:
+    """A compacted topic keeps the latest record per key, so Kafka refuses records without one."""
+    errors: list[tuple[int, str]] = []
+    index = 0
+    for pos, header in batches:
+        if header.is_control:
+            continue
+        try:
+            missing = keyless_records(memoryview(data)[pos:pos + header.size], header)
+        except (IndexError, ValueError, DecompressionError) as exc:  # a records section that cannot be read
+            raise InvalidBatch(f"record batch at {pos} cannot be read: {exc}") from exc
+        errors += [(index + i, f"Compacted topic cannot accept message without key in topic partition {partition}")
+                   for i in missing]
+        index += header.record_count
+    if errors:
+        raise RecordErrors(errors)

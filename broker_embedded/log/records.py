@@ -104,6 +104,24 @@ def iter_records(batch: bytes, header: BatchHeader):
         yield Record(header.base_offset + off_delta, timestamp, key, value, headers)
 
 
+def keyless_records(batch: bytes | memoryview, header: BatchHeader) -> list[int]:
+    """Indexes (within the batch) of the records that have no key. Walks only each record's length and key
+    length, so a compacted topic's produce path checks keys without building records."""
+    body = decompress(header.compression, bytes(batch[HEADER_SIZE : header.size]))
+    out = []
+    pos = 0
+    for i in range(header.record_count):
+        length, pos = _varint(body, pos)
+        end = pos + length
+        _ts, p = _varint(body, pos + 1)  # skip the attributes byte and the timestamp delta
+        _off, p = _varint(body, p)
+        key_len, _ = _varint(body, p)
+        if key_len < 0:
+            out.append(i)
+        pos = end
+    return out
+
+
 # ---- writing ----
 
 _BATCH_HEAD = struct.Struct(">qiibIhiqqqhii")
