@@ -22,6 +22,8 @@ from . import address
 from .broker import Broker
 from .config import BrokerConfig
 from .dirlock import DirectoryLock, DirectoryLocked, is_locked, read_holder
+from .security.listeners import Listener
+from .security.tls import server_context
 from .server import KafkaServer
 
 log = logging.getLogger(__name__)
@@ -34,13 +36,18 @@ class EmbeddedBroker:
 
     `port=0` picks any free port; `port=None` reuses the port this directory's broker listened on last time when
     it is free (else picks a free one). Raises ValueError for a bad setting, such as a `data_dir` that is a file.
+
+    Security settings (docs/broker.md, "Security") replace host:port with Kafka's listeners, e.g.
+    `listeners="PLAINTEXT://127.0.0.1:0,SASL_SSL://0.0.0.0:9093"` with `ssl_keystore_location=...`,
+    `sasl_plain_users={"alice": "secret"}` or `scram_users={"alice": "secret"}`.
     """
 
     def __init__(self, data_dir: str = "./broker-data", port: int | None = 0, host: str = "127.0.0.1",
                  **settings: Any) -> None:
         self.config = BrokerConfig(data_dir=data_dir, host=host, port=port, **settings)
         self.broker: Broker | None = None
-        self.server: KafkaServer | None = None
+        self.server: KafkaServer | None = None  # the first listener's
+        self.servers: list[KafkaServer] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -53,7 +60,30 @@ class EmbeddedBroker:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"{self.config.host}:{self.port}"
+        """host:port of the first listener."""
+        if self.server is None:
+            raise RuntimeError("the broker is not started")
+        return self._address(self.server)
+
+    def listener_address(self, name: str) -> str:
+        """host:port of the listener called `name` (e.g. "SASL_SSL"), for a client on this machine."""
+        for server in self.servers:
+            if server.listener.name == name.upper():
+                return self._address(server)
+        raise KeyError(f"no listener named {name!r}; listeners: {[s.listener.name for s in self.servers]}")
+
+    @staticmethod
+    def _address(server: KafkaServer) -> str:
+        host = server.host if server.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        return f"[{host}]:{server.port}" if ":" in host else f"{host}:{server.port}"
+
+    def add_scram_user(self, name: str, password: str, mechanism: str | None = None, iterations: int = 4096) -> None:
+        """Create `name` (or reset its password) for SCRAM-SHA-256 and SCRAM-SHA-512, or only `mechanism`;
+        stored salted and hashed in the data directory. The broker must be started; safe from any thread."""
+        if self.broker is None:
+            raise RuntimeError("the broker is not started (or pass scram_users={name: password} to the constructor)")
+        mechanisms = (mechanism,) if mechanism else ("SCRAM-SHA-256", "SCRAM-SHA-512")
+        self.broker.scram.set_password(name, password, mechanisms, iterations)
 
     @staticmethod
     def running_address(data_dir: str) -> str | None:
@@ -70,45 +100,63 @@ class EmbeddedBroker:
         broker = Broker(self.config)
         await broker.start()
         self.server = None
+        self.servers = []
         try:
             self.server = await self._listen(broker)
+            await self._listen_more(broker)
             address.remember_port(self.config.data_dir, self.server.port)
             try:
-                broker.lock.publish(host=self.config.host, port=self.server.port)
+                broker.lock.publish(host=self._address(self.server).rsplit(":", 1)[0].strip("[]"),
+                                    port=self.server.port)
             except OSError as exc:  # a full disk: the broker works, only running_address cannot find it
                 log.warning("cannot publish the broker address in %s: %s", self.config.data_dir, exc)
         except BaseException:
-            if self.server is not None:
-                await self.server.stop()
-                self.server = None
+            for server in self.servers:
+                await server.stop()
+            self.server = None
+            self.servers = []
             await broker.stop()
             raise
         self.broker = broker
         return self
 
     async def _listen(self, broker: Broker) -> KafkaServer:
-        port = self.config.port
+        """Open the first listener (the one `port=None` keeps sticky)."""
+        first = self.config.listener_list()[0]
+        port = first.port if self.config.listeners is not None else self.config.port
         if port is not None:
-            server = KafkaServer(broker, self.config.host, port)
-            await server.start()
-            return server
+            return await self._open(broker, first, port)
         remembered = address.last_port(self.config.data_dir)
         if remembered:
-            server = KafkaServer(broker, self.config.host, remembered)
             try:
-                await server.start()
-                return server
+                return await self._open(broker, first, remembered)
             except OSError as exc:  # taken meanwhile (or no longer allowed): any free port will do
                 log.info("port %d of %s is not available (%s); picking a free one", remembered,
                          self.config.data_dir, exc.strerror)
-        server = KafkaServer(broker, self.config.host, 0)
+        return await self._open(broker, first, 0)
+
+    async def _listen_more(self, broker: Broker) -> None:
+        for listener in self.config.listener_list()[1:]:
+            await self._open(broker, listener, listener.port)
+        broker.advertised_port = self.server.port
+
+    async def _open(self, broker: Broker, listener: Listener, port: int) -> KafkaServer:
+        cfg = self.config
+        ctx = None
+        if listener.tls:
+            ctx = server_context(cfg.ssl_keystore_location, cfg.ssl_key_location, cfg.ssl_key_password,
+                                 cfg.ssl_truststore_location, cfg.ssl_client_auth)
+        server = KafkaServer(broker, listener.host, port, listener, ctx)
         await server.start()
+        listener.port = server.port
+        broker.endpoints[listener.name] = listener.advertised()
+        self.servers.append(server)
         return server
 
     async def stop(self) -> None:
         """Stop listening, flush and close the log, and give the data directory up."""
-        if self.server is not None:
-            await self.server.stop()
+        for server in self.servers:
+            await server.stop()
         if self.broker is not None:
             await self.broker.stop()
             self.broker = None

@@ -22,6 +22,7 @@ from .log.retention import RetentionService
 from .log.partition import PartitionLog
 from .metadata import Topic, TopicRegistry
 from .background import cancel_and_wait
+from .security.scram import MECHANISMS as SCRAM_MECHANISMS, CredentialStore
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ class Broker:
         # Callbacks run after a topic is deleted (coordinators drop the offsets they hold for it).
         self.on_topic_deleted: list = []
         self.advertised_port = config.port
+        # Listener name -> advertised (host, port), filled in once the server listens (Metadata answers each
+        # client with the address of the listener it came through).
+        self.endpoints: dict[str, tuple[str, int]] = {}
+        # SCRAM credentials (salted and hashed, in the data directory).
+        self.scram = CredentialStore(config.data_dir)
         # Consumer groups and their committed offsets (durable in __consumer_offsets).
         self.offsets = OffsetStore(self)
         self.groups = GroupCoordinator(self, self.offsets)
@@ -63,6 +69,7 @@ class Broker:
         self.lock.acquire()  # before reading anything: what another live broker writes is not ours to read
         running: list = []
         try:
+            await asyncio.to_thread(self._load_credentials)
             await asyncio.to_thread(self.topics.load)
             for service in self.services:
                 await service.start()
@@ -76,6 +83,12 @@ class Broker:
             raise
         self._background.append(asyncio.create_task(self._flush_by_time()))
         log.info("broker loaded %d topics in %.2fs", len(self.topics.topics), time.monotonic() - started)
+
+    def _load_credentials(self) -> None:
+        self.scram.load()
+        for user, spec in self.config.scram_users.items():
+            password, mechanism = spec if isinstance(spec, tuple) else (spec, None)
+            self.scram.set_password(user, password, (mechanism,) if mechanism else tuple(SCRAM_MECHANISMS))
 
     async def stop(self) -> None:
         """Stop the services, flush and close every log, then give the data directory up."""

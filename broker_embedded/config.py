@@ -169,6 +169,21 @@ class BrokerConfig:
     log_cleaner_io_max_bytes_per_second: float = float("inf")
     # Run each cleaning pass in a child process (no GIL shared with the event loop) rather than in a thread.
     log_cleaner_subprocess: bool = True
+    # Security (see docs/broker.md "Security"). listeners=None: one PLAINTEXT listener on host:port, as before.
+    listeners: str | None = None  # listeners, e.g. "PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093"
+    listener_security_protocol_map: str | None = None  # listener.security.protocol.map (default: name = protocol)
+    advertised_listeners: str | None = None  # advertised.listeners
+    ssl_keystore_location: str | None = None  # PEM: the server certificate chain, and its key unless ssl_key_location
+    ssl_key_location: str | None = None  # PEM private key, when not in the keystore file
+    ssl_key_password: str | None = None  # ssl.key.password: decrypts the private key
+    ssl_truststore_location: str | None = None  # PEM CA certificates for client certificates
+    ssl_client_auth: str = "none"  # ssl.client.auth: none | requested | required
+    sasl_enabled_mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+    # SASL/PLAIN users, name -> password (Kafka's JAAS user_<name>="<password>"; see sasl.parse_jaas_users).
+    sasl_plain_users: dict[str, str] = field(default_factory=dict)
+    connections_max_reauth_ms: int = 0  # connections.max.reauth.ms: 0 = sessions never expire
+    # SCRAM users created (or whose password is reset) at start: name -> password, or (password, mechanism).
+    scram_users: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.cluster_id:
@@ -183,6 +198,30 @@ class BrokerConfig:
             raise ValueError("log_cleaner_io_max_bytes_per_second must be > 0, "
                              f"got {self.log_cleaner_io_max_bytes_per_second}")
         self.topic_defaults = validate_topic_configs(dict(self.topic_defaults))
+        self._check_security()
+
+    def _check_security(self) -> None:
+        from .security.listeners import parse_listeners
+        from .security.sasl import check_mechanisms
+
+        if isinstance(self.sasl_enabled_mechanisms, str):
+            self.sasl_enabled_mechanisms = tuple(self.sasl_enabled_mechanisms.split(","))
+        self.sasl_enabled_mechanisms = check_mechanisms(self.sasl_enabled_mechanisms)
+        if self.connections_max_reauth_ms < 0:
+            raise ValueError(f"connections_max_reauth_ms must be >= 0, got {self.connections_max_reauth_ms}")
+        if self.ssl_client_auth not in ("none", "requested", "required"):
+            raise ValueError(f"Invalid value {self.ssl_client_auth!r} for ssl.client.auth: expected none, "
+                             "requested or required")
+        if self.listeners is not None:
+            parse_listeners(self.listeners, self.listener_security_protocol_map, self.advertised_listeners)
+
+    def listener_list(self):
+        """The listeners to open: the configured ones, or one PLAINTEXT listener on host:port."""
+        from .security.listeners import Listener, parse_listeners
+
+        if self.listeners is None:
+            return [Listener("PLAINTEXT", "PLAINTEXT", self.host, self.port or 0, self.advertised_host)]
+        return parse_listeners(self.listeners, self.listener_security_protocol_map, self.advertised_listeners)
 
     def describe(self) -> dict[str, tuple[str, int]]:
         """Broker configs as DescribeConfigs shows them: name -> (value, type)."""

@@ -16,7 +16,10 @@ from kio.schema.errors import ErrorCode
 from .api import RequestContext, load_handlers
 from .broker import Broker
 from .protocol import MalformedRequest, Reply, codec, parse_header
+from .security.listeners import Listener
+from .security.sasl import AuthenticationFailed, SaslAuthenticator
 from .security.session import Session
+from .security.tls import peer_principal
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +33,25 @@ class CannotListen(OSError):
 
 
 class KafkaServer:
-    """Serves the Kafka protocol for one `Broker` on host:port (port 0 picks a free one)."""
+    """Serves the Kafka protocol for one `Broker` on one listener's host:port (port 0 picks a free one); a TLS
+    listener needs its `ssl_context` (security/tls.py)."""
 
-    def __init__(self, broker: Broker, host: str, port: int) -> None:
+    def __init__(self, broker: Broker, host: str, port: int, listener: Listener | None = None,
+                 ssl_context=None) -> None:
         self.broker = broker
         self.host = host
         self.port = port
+        self.listener = listener or Listener("PLAINTEXT", "PLAINTEXT", host, port)
+        self.ssl_context = ssl_context
         self.handlers = load_handlers()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         try:
-            self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=1 << 20)
+            self._server = await asyncio.start_server(self._serve, self.host or None, self.port, limit=1 << 20,
+                                                      ssl=self.ssl_context,
+                                                      ssl_handshake_timeout=10 if self.ssl_context else None)
         except OSError as exc:
             raise CannotListen(exc.errno, exc.strerror or str(exc)) from exc
         self.port = self._server.sockets[0].getsockname()[1]
@@ -63,7 +72,7 @@ class KafkaServer:
         self._connections.add(task)
         peername = writer.get_extra_info("peername")[:2]
         peer = "%s:%s" % peername
-        session = Session(client_host=peername[0])
+        session = self._session(peername[0], writer)
         pending: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         sender = asyncio.create_task(self._send(pending, writer, peer))
         limit = self.broker.config.socket_request_max_bytes
@@ -74,11 +83,23 @@ class KafkaServer:
                     log.warning("closing %s: request of %d bytes exceeds socket.request.max.bytes %d", peer, size, limit)
                     break
                 frame = await reader.readexactly(size)
+                if not session.authenticated:  # a SASL listener's connection, before (re-)authentication
+                    if not await self._authenticate(session, frame, peer, pending):
+                        break
+                    continue
                 try:
                     header, pos = parse_header(frame)
                 except MalformedRequest as exc:
                     log.warning("closing %s: malformed request: %s", peer, exc)
                     break
+                if session.expires_at is not None:  # KIP-368: re-authenticate, or go once the session expired
+                    if header.api_key == 17 and session.authenticator.begin_reauthentication():
+                        if not await self._authenticate(session, frame, peer, pending):
+                            break
+                        continue
+                    if session.expired():
+                        log.info("closing %s: SASL session of %s expired", peer, session.principal)
+                        break
                 await pending.put(asyncio.create_task(self._dispatch(header, frame, pos, peer, session)))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -93,6 +114,55 @@ class KafkaServer:
                 pass
             writer.close()
             self._connections.discard(task)
+
+    def _session(self, client_host: str, writer: asyncio.StreamWriter) -> Session:
+        listener = self.listener
+        session = Session(listener=listener.name, security_protocol=listener.protocol, client_host=client_host)
+        if listener.sasl:
+            cfg = self.broker.config
+            session.authenticated = False
+            session.authenticator = SaslAuthenticator(session, cfg.sasl_enabled_mechanisms, cfg.sasl_plain_users,
+                                                      self.broker.scram, cfg.connections_max_reauth_ms)
+        elif listener.tls:
+            session.principal = peer_principal(writer.get_extra_info("ssl_object"))
+        return session
+
+    async def _authenticate(self, session: Session, frame: bytes, peer: str, pending: asyncio.Queue) -> bool:
+        """One frame of a connection that is (re-)authenticating, handled before the next is read; False closes
+        the connection (after any response already queued, such as an authentication failure)."""
+        auth = session.authenticator
+        if auth.raw_tokens and auth.state == "authenticate":  # after SaslHandshake v0: bare tokens both ways
+            try:
+                token, _lifetime = auth.authenticate(frame, 0)
+            except AuthenticationFailed as exc:
+                log.info("closing %s: SASL authentication failed: %s", peer, exc)
+                return False
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(_I32.pack(len(token)) + token)
+            await pending.put(done)
+            return True
+        try:
+            header, pos = parse_header(frame)
+        except MalformedRequest as exc:
+            log.warning("closing %s: malformed request during SASL authentication: %s", peer, exc)
+            return False
+        if not auth.allows(header.api_key):
+            log.info("closing %s: unexpected Kafka request of type %d during SASL %s", peer, header.api_key,
+                     "authentication" if auth.state == "authenticate" else "handshake")
+            return False
+        task = asyncio.create_task(self._dispatch(header, frame, pos, peer, session))
+        await pending.put(task)
+        await asyncio.wait([task])
+        if task.cancelled() or task.exception() is not None or task.result() is _CLOSE:
+            return False
+        if header.api_key == 18:
+            api = self.handlers[18]
+            if api.min_version <= header.api_version <= api.max_version:
+                auth.api_versions_answered()
+        if auth.state == "failed":
+            log.info("closing %s: SASL authentication failed", peer)
+            return False
+        return True
 
     async def _send(self, pending: asyncio.Queue, writer: asyncio.StreamWriter, peer: str) -> None:
         while True:

@@ -49,7 +49,7 @@ class RequestContext:
 HANDLERS: dict[int, Api] = {}
 
 MODULES = ("versions", "metadata", "produce", "fetch", "offsets", "admin", "configs", "txn", "producers", "groups", "group_offsets",
-           "delete_records")
+           "delete_records", "sasl", "scram")
 
 
 def handles(key: int, min_version: int, max_version: int) -> Callable:
