@@ -14,6 +14,9 @@ from ..protocol import ZERO_MS
 from . import RequestContext, handles
 from .errors import KafkaError
 
+# The transaction protocol generation served (the finalized `transaction.version` feature): 2 is KIP-890's.
+TRANSACTION_VERSION = 0
+
 # The first version of each request whose clients understand PRODUCER_FENCED (as Kafka's KafkaApis decides).
 _FENCED_SINCE = {22: 4, 24: 2, 25: 2, 26: 2, 28: 3}
 
