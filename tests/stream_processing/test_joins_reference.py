@@ -1,0 +1,360 @@
+"""Differential tests: our joins against Apache Kafka Streams 4.1.1 on the same input, record by record.
+
+Kafka Streams runs in its TopologyTestDriver (one partition per topic, record cache off) through tests/reference/
+(Java 17 + Maven; skipped without them); ours runs in streams.testing.TestDriver with every topic at one partition,
+so both have one task and one stream time. Run with `pytest -m reference -k join` (not in the default suite).
+
+Every kind of join Kafka Streams has, each join type it offers for that kind:
+- stream-stream (inner, left, outer) over several JoinWindows (symmetric, asymmetric, one-sided; with and without
+  grace),
+- stream-table (inner, left), also against a versioned table (lookups as of the stream record's timestamp),
+- table-table (inner, left, outer),
+- foreign-key table-table (inner, left): a left value v refers to the right key f"r{v // 1000}",
+- stream-global table (inner, left): the stream's value v looks up the right key f"r{v // 1000}".
+The joiner writes "l|r" ("null" for a missing side); table joins write None where they delete a result.
+
+Random input (seeded; `JOIN_SEEDS=n` changes how many seeds, 200 by default; `JOIN_SEED=s` runs one): 30-60
+records over the topics "left" and "right", three or four keys so that matches happen, timestamps on a 500 ms grid
+(ties) with records out of order and some late beyond every grace period, None values (tombstones for tables, null
+values for streams) and some None keys; foreign keys change as left rows are updated.
+
+The outputs are compared exactly, in order: with one partition, Kafka Streams' order is fully determined by its
+input (the order of records from one input record included, e.g. the unmatched records a left/outer stream-stream
+join emits when their windows close: by timestamp, then right before left, then key bytes; a foreign-key
+right-side update's results: by the left key's bytes). A failure says whether the outputs differ only in order, and
+names the smallest input it could find (a prefix, then records removed one by one while they still differ) with
+both outputs and a diff, and the failing seeds.
+
+The hand-checked cases at the end were worked out from Kafka Streams' semantics and are asserted on Kafka Streams
+itself (the builders in KafkaStreamsReference.java do what they should) and on ours.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import random
+import sys
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
+
+from kstreams import run_join  # noqa: E402
+
+import streams  # noqa: E402
+from streams.testing import TestDriver  # noqa: E402
+
+pytestmark = pytest.mark.reference
+
+GRID = 500  # ms
+SEEDS = [int(os.environ["JOIN_SEED"])] if os.environ.get("JOIN_SEED") else list(
+    range(1, 1 + int(os.environ.get("JOIN_SEEDS", "200"))))
+
+
+def joiner(left, right) -> str:
+    return f"{'null' if left is None else left}|{'null' if right is None else right}"
+
+
+def foreign_key(value: int) -> str:
+    # Java's `"r" + (v / 1000)`: integer division truncates toward zero, Python's // floors; values are >= 0 here.
+    return f"r{value // 1000}"
+
+
+def global_key(key, value):
+    # Kafka Streams calls the key selector before it drops a record with a null value, so it must take None.
+    return None if value is None else foreign_key(value)
+
+
+# ---- our side ----
+
+def run_ours(kind: str, join: str, records, **params) -> list[tuple]:
+    """The same join in our streams through our TestDriver: (key, value, timestamp) of each record written to "out"."""
+    app = streams.App("join-" + uuid.uuid4().hex[:8])
+    # One partition each, as in Kafka Streams' TopologyTestDriver: one task, so one stream time for both sides.
+    left_topic = app.topic("left", key_type=str, value_type=int, partitions=1)
+    right_topic = app.topic("right", key_type=str, value_type=int, partitions=1)
+    out = app.topic("out", key_type=str, value_type=str, partitions=1)
+    method = {"inner": "join", "left": "left_join", "outer": "outer_join"}[join]
+    if kind == "stream-stream":
+        w = params["window"]
+        windows = streams.JoinWindows(before=timedelta(milliseconds=w["before"]),
+                                      after=timedelta(milliseconds=w["after"]),
+                                      grace=timedelta(milliseconds=w.get("grace", 0)))
+        getattr(app.stream(left_topic), method)(app.stream(right_topic), joiner, windows).to(out)
+    elif kind == "stream-table":
+        versioned = params.get("versioned")
+        table = (app.table(right_topic, versioned=True, history=timedelta(milliseconds=versioned["history"]))
+                 if versioned else app.table(right_topic))
+        getattr(app.stream(left_topic), method)(table, joiner).to(out)
+    elif kind == "table-table":
+        getattr(app.table(left_topic), method)(app.table(right_topic), joiner).to_stream().to(out)
+    elif kind == "fk":
+        getattr(app.table(left_topic), method)(app.table(right_topic), joiner,
+                                               foreign_key=foreign_key).to_stream().to(out)
+    elif kind == "stream-globaltable":
+        getattr(app.stream(left_topic), method)(app.global_table(right_topic), joiner, key=global_key).to(out)
+    else:
+        raise ValueError(kind)
+    with TestDriver(app) as driver:
+        for topic, key, value, ts in records:
+            driver.pipe(topic, key, value, timestamp=ts)
+        return [(r.key, r.value, r.timestamp) for r in driver.read_records(out)]
+
+
+def run_theirs(kind: str, join: str, records, **params) -> list[tuple]:
+    return run_join(kind, join, records, **params)
+
+
+# ---- random input ----
+
+def timestamps(rng: random.Random, n: int, late_after: int):
+    """n timestamps on the grid: mostly increasing (ties included), 30% out of order by less than `late_after` grid
+    steps, 10% late by more (past every grace period and window here)."""
+    now = 0
+    for _ in range(n):
+        now += rng.choice([0, 0, 1, 1, 2, 3, 6]) * GRID
+        r = rng.random()
+        if r < 0.6:
+            yield now
+        elif r < 0.9:
+            yield max(0, now - rng.randrange(1, late_after) * GRID)
+        else:
+            yield max(0, now - rng.randrange(late_after, 4 * late_after) * GRID)
+
+
+def random_records(kind: str, seed: int) -> tuple:
+    rng = random.Random(f"{kind}-{seed}")
+    n = rng.randint(30, 60)
+    keys = "abc" if rng.random() < 0.5 else "abcd"
+    null_key = rng.choice([0.0, 0.03, 0.08])
+    null_value = rng.choice([0.0, 0.05, 0.12])
+    records = []
+    for ts in timestamps(rng, n, late_after=8):
+        topic = "left" if rng.random() < 0.5 else "right"
+        key = None if rng.random() < null_key else rng.choice(keys)
+        value = None if rng.random() < null_value else rng.randint(1, 99)
+        if kind in ("fk", "stream-globaltable"):
+            if topic == "left" and value is not None:
+                # Foreign keys r1..r5; the right side only ever has r1..r4 (and some keys nobody refers to).
+                value = rng.randint(1, 5) * 1000 + rng.randrange(1000)
+            elif topic == "right":
+                key = None if key is None else rng.choice(["r1", "r2", "r3", "r4", "r1", "r2", "r9"])
+        records.append((topic, key, value, ts))
+    return tuple(records)
+
+
+STREAM_WINDOWS = [
+    {"before": 2_000, "after": 2_000, "grace": 0},
+    {"before": 3_000, "after": 1_000, "grace": 1_000},
+    {"before": 0, "after": 2_500, "grace": 500},
+    {"before": 1_500, "after": 0, "grace": 2_000},
+    {"before": 1_000, "after": 1_000, "grace": 3_000},
+]
+
+
+@dataclass(frozen=True)
+class Combo:
+    kind: str
+    join: str
+    params_of: object = field(default=lambda seed: {})  # the scenario's parameters for a seed
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}-{self.join}" + ("-versioned" if "versioned" in self.params_of(0) else "")
+
+
+COMBOS = (
+    [Combo("stream-stream", j, lambda seed: {"window": STREAM_WINDOWS[seed % len(STREAM_WINDOWS)]})
+     for j in ("inner", "left", "outer")]
+    + [Combo("stream-table", j) for j in ("inner", "left")]
+    + [Combo("stream-table", j, lambda seed: {"versioned": {"history": (3_000, 10_000, 60_000)[seed % 3]}})
+       for j in ("inner", "left")]
+    + [Combo("table-table", j) for j in ("inner", "left", "outer")]
+    + [Combo("fk", j) for j in ("inner", "left")]
+    + [Combo("stream-globaltable", j) for j in ("inner", "left")]
+)
+
+
+# ---- comparing, shrinking, reporting ----
+
+def shrink(records: tuple, differs) -> tuple:
+    """The shortest prefix of `records` that still `differs`, then without each record that is not needed."""
+    lo, hi = 1, len(records)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if differs(records[:mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    smallest = records[:lo] if differs(records[:lo]) else records
+    i = 0
+    while i < len(smallest):
+        candidate = smallest[:i] + smallest[i + 1:]
+        if candidate and differs(candidate):
+            smallest = candidate
+        else:
+            i += 1
+    return smallest
+
+
+def outcome(kind, join, records, params):
+    """(ours, theirs); ours is the exception's repr if our side raised."""
+    try:
+        ours = run_ours(kind, join, records, **params)
+    except Exception as exc:  # noqa: BLE001 - a crash is a difference too, reported with the input
+        ours = f"raised {exc!r}"
+    return ours, run_theirs(kind, join, records, **params)
+
+
+def explain(kind, join, records, params) -> str:
+    ours, theirs = outcome(kind, join, records, params)
+    if isinstance(ours, str):
+        what = ours
+    elif Counter(ours) == Counter(theirs):
+        what = "the same records in another order"
+    else:
+        what = "different records"
+    diff = "\n".join(difflib.unified_diff([repr(r) for r in theirs], [repr(r) for r in ours] if isinstance(ours, list)
+                                          else [ours], "kafka-streams", "ours", lineterm="", n=1))
+    return (f"{kind} {join} join {params}: {what}\n"
+            f"  input (topic, key, value, ts): {list(records)}\n"
+            f"  Kafka Streams: {theirs}\n"
+            f"  ours:          {ours}\n{diff}")
+
+
+def check(kind: str, join: str, seeds, params_of) -> None:
+    failing = []
+    for seed in seeds:
+        records = random_records(kind, seed)
+        ours, theirs = outcome(kind, join, records, params_of(seed))
+        if ours != theirs:
+            failing.append(seed)
+    if not failing:
+        return
+    seed = failing[0]
+    params = params_of(seed)
+
+    def differs(recs):
+        ours, theirs = outcome(kind, join, recs, params)
+        return ours != theirs
+
+    small = shrink(random_records(kind, seed), differs)
+    pytest.fail(f"{len(failing)} of {len(seeds)} seeds differ from Kafka Streams: {failing[:30]}"
+                f"{' ...' if len(failing) > 30 else ''} (JOIN_SEED={seed} reruns the first)\n"
+                f"Smallest input found for seed {seed}:\n{explain(kind, join, small, params)}", pytrace=False)
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=[c.id for c in COMBOS])
+def test_join_matches_kafka_streams(combo: Combo):
+    check(combo.kind, combo.join, SEEDS, combo.params_of)
+
+
+# ---- hand-checked cases: Kafka Streams' join semantics, asserted on Kafka Streams (and on ours) ----
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    kind: str
+    join: str
+    records: tuple   # (topic, key, value, ts ms)
+    expected: tuple  # (key, value, ts ms), in Kafka Streams' order
+    params: dict = field(default_factory=dict)
+
+
+W5 = {"window": {"before": 5_000, "after": 5_000, "grace": 1_000}}
+
+CASES = [
+    # Inner stream-stream: a result per pair within [ts - before, ts + after] of the left record; its timestamp is
+    # the larger of the two; one record's results come in the other side's timestamp order, not arrival order.
+    Case("ss-inner-pairs", "stream-stream", "inner",
+         (("right", "a", 1, 3_000), ("right", "a", 2, 1_000), ("left", "a", 9, 2_000), ("left", "b", 8, 2_000),
+          ("right", "a", 3, 8_000), ("left", "a", 7, 12_000)),
+         (("a", "9|2", 2_000), ("a", "9|1", 3_000), ("a", "7|3", 12_000)), W5),
+    # Left stream-stream: an unmatched left record waits until stream time passes ts + after + grace (strictly),
+    # is emitted with its own timestamp, and only when a later record (with a key and a value) is processed.
+    Case("ss-left-waits-for-window-close", "stream-stream", "left",
+         (("left", "a", 1, 1_000), ("right", "b", 2, 7_000), ("right", "b", None, 7_001), ("right", None, 3, 7_001)),
+         (), W5),
+    Case("ss-left-emitted-after-window-close", "stream-stream", "left",
+         (("left", "a", 1, 1_000), ("right", "b", 2, 7_000), ("right", "b", None, 7_001), ("right", None, 3, 7_001),
+          ("right", "b", 4, 7_001), ("left", "c", 5, 7_001)),
+         (("a", "1|null", 1_000),), W5),
+    # ... and a left record that finds its match while waiting is never emitted unmatched.
+    Case("ss-left-match-while-waiting", "stream-stream", "left",
+         (("left", "a", 1, 1_000), ("right", "a", 2, 5_000), ("right", "b", 3, 20_000)),
+         (("a", "1|2", 5_000),), W5),
+    # A left record whose window has closed on arrival (late) is emitted unmatched at once, if it finds nothing.
+    Case("ss-left-late-emitted-at-once", "stream-stream", "left",
+         (("right", "b", 2, 20_000), ("left", "a", 1, 1_000)),
+         (("a", "1|null", 1_000),), W5),
+    # Left/outer joins: a null-key left record is emitted at once, unmatched; null values are dropped. Outer: a
+    # null-key right record too. Expired unmatched records come out by timestamp, then right before left (!), then
+    # key.
+    Case("ss-outer-null-keys-and-order", "stream-stream", "outer",
+         (("left", None, 1, 1_000), ("right", None, 2, 1_000), ("right", "a", 3, 2_000), ("left", "b", 4, 2_000),
+          ("left", "c", None, 2_000), ("right", "z", 5, 30_000)),
+         ((None, "1|null", 1_000), (None, "null|2", 1_000), ("a", "null|3", 2_000), ("b", "4|null", 2_000)), W5),
+    Case("ss-left-null-key-right-dropped", "stream-stream", "left",
+         (("left", None, 1, 1_000), ("right", None, 2, 1_000)),
+         ((None, "1|null", 1_000),), W5),
+    # Stream-table: the table as of when the stream record is processed; a tombstone deletes; the result has the
+    # stream record's timestamp. Left join: a null-key stream record is emitted unmatched (since 3.7, KIP-962).
+    Case("st-left", "stream-table", "left",
+         (("left", "a", 3, 1_000), ("right", "a", 7, 2_000), ("left", "a", 4, 1_500), ("right", "a", None, 3_500),
+          ("left", "a", 5, 4_000), ("left", None, 6, 4_000), ("left", "a", None, 4_000)),
+         (("a", "3|null", 1_000), ("a", "4|7", 1_500), ("a", "5|null", 4_000), (None, "6|null", 4_000))),
+    Case("st-inner", "stream-table", "inner",
+         (("left", "a", 3, 1_000), ("right", "a", 7, 2_000), ("left", "a", 4, 1_500), ("left", None, 6, 4_000)),
+         (("a", "4|7", 1_500),)),
+    # Versioned table: the lookup is as of the stream record's timestamp.
+    Case("st-versioned", "stream-table", "left",
+         (("right", "a", 7, 2_000), ("right", "a", 8, 5_000), ("left", "a", 1, 3_000), ("left", "a", 2, 6_000),
+          ("left", "a", 3, 1_000)),
+         (("a", "1|7", 3_000), ("a", "2|8", 6_000), ("a", "3|null", 1_000)), {"versioned": {"history": 10_000}}),
+    # Table-table: every update of either side re-joins its key; the result's timestamp is the larger of the two
+    # rows'. Inner: a left tombstone emits a tombstone whenever the right row exists, even for a left row that never
+    # existed.
+    Case("tt-inner", "table-table", "inner",
+         (("right", "a", 7, 2_000), ("left", "a", None, 1_000), ("left", "a", 3, 1_000), ("right", "a", 8, 500),
+          ("right", "b", 1, 100), ("right", "b", None, 200)),
+         (("a", None, 2_000), ("a", "3|7", 2_000), ("a", "3|8", 1_000))),
+    Case("tt-outer", "table-table", "outer",
+         (("left", "a", 3, 1_000), ("right", "a", 7, 2_000), ("left", "a", 4, 1_500), ("right", "a", None, 3_500),
+          ("left", "a", None, 4_000), ("left", "b", None, 5_000)),
+         (("a", "3|null", 1_000), ("a", "3|7", 2_000), ("a", "4|7", 2_000), ("a", "4|null", 3_500),
+          ("a", None, 4_000))),
+    # Foreign key: a result triggered by the left row has the larger timestamp of both rows, one triggered by the
+    # right row has the right row's; a right update fans out to every left row referring to it.
+    Case("fk-left", "fk", "left",
+         (("right", "r3", 7, 2_000), ("left", "a", 3_005, 1_000), ("left", "b", 4_005, 3_000),
+          ("left", "c", 4_500, 3_000), ("right", "r4", 8, 2_500), ("left", "a", 4_001, 4_000),
+          ("left", "a", None, 5_000)),
+         (("a", "3005|7", 2_000), ("b", "4005|null", 3_000), ("c", "4500|null", 3_000), ("b", "4005|8", 2_500),
+          ("c", "4500|8", 2_500), ("a", "4001|8", 4_000), ("a", None, 5_000))),
+    # Inner: moving a row to a foreign key without a match deletes its result.
+    Case("fk-inner-move", "fk", "inner",
+         (("right", "r3", 7, 2_000), ("left", "a", 3_005, 1_000), ("left", "a", 5_000, 3_000),
+          ("left", "b", 5_000, 3_000), ("right", "r5", 1, 4_000)),
+         (("a", "3005|7", 2_000), ("a", None, 3_000), ("a", "5000|1", 4_000), ("b", "5000|1", 4_000))),
+    # Stream-global table: the lookup key comes from the key selector, so a null-key stream record still joins.
+    Case("sg-left", "stream-globaltable", "left",
+         (("right", "r3", 7, 2_000), ("left", "a", 3_005, 1_000), ("left", "b", 4_005, 3_000),
+          ("left", "c", None, 3_000), ("left", None, 3_001, 3_000)),
+         (("a", "3005|7", 1_000), ("b", "4005|null", 3_000), (None, "3001|7", 3_000))),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hand_checked_case_is_what_kafka_streams_does(case: Case):
+    assert run_theirs(case.kind, case.join, case.records, **case.params) == list(case.expected)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hand_checked_case_ours(case: Case):
+    assert run_ours(case.kind, case.join, case.records, **case.params) == list(case.expected)
