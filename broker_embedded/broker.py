@@ -22,6 +22,9 @@ from .log.retention import RetentionService
 from .log.partition import PartitionLog
 from .metadata import Topic, TopicRegistry
 from .background import cancel_and_wait
+from .acl import Authorizer
+from .connections import ConnectionQuotas
+from .quotas import CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, ClientQuotaManager, QuotaConfig, QuotaStore
 from .security.scram import MECHANISMS as SCRAM_MECHANISMS, CredentialStore
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,17 @@ class Broker:
         self.retention = RetentionService(self)
         self.cleaner = LogCleaner(self)
         self.services += [self.retention, self.cleaner]
+        # Authorization (None: off, everything allowed) and client quotas; ACLs and quota values are durable in
+        # the data directory (acl.py, quotas.py).
+        self.authorizer = (Authorizer(config.data_dir, config.super_users, config.allow_everyone_if_no_acl_found)
+                           if config.authorizer else None)
+        self.quotas = QuotaStore(config.data_dir)
+        window = QuotaConfig(config.quota_window_num, config.quota_window_size_seconds)
+        self.produce_quota = ClientQuotaManager(self.quotas, PRODUCER_BYTE_RATE, window, config.quota_producer_default)
+        self.fetch_quota = ClientQuotaManager(self.quotas, CONSUMER_BYTE_RATE, window, config.quota_consumer_default)
+        # Open connections, counted across every listener (max.connections, max.connections.per.ip).
+        self.connection_quotas = ConnectionQuotas(config.max_connections, config.max_connections_per_ip,
+                                                  config.max_connections_per_ip_overrides)
 
     async def start(self) -> None:
         """Take the data directory (DirectoryLocked if another broker has it), load it, start the services."""
@@ -71,6 +85,7 @@ class Broker:
         try:
             await asyncio.to_thread(self._load_credentials)
             await asyncio.to_thread(self.topics.load)
+            await asyncio.to_thread(self._load_access)
             for service in self.services:
                 await service.start()
                 running.append(service)
@@ -89,6 +104,12 @@ class Broker:
         for user, spec in self.config.scram_users.items():
             password, mechanism = spec if isinstance(spec, tuple) else (spec, None)
             self.scram.set_password(user, password, (mechanism,) if mechanism else tuple(SCRAM_MECHANISMS))
+
+    def _load_access(self) -> None:
+        """ACLs and client quotas as they were left."""
+        if self.authorizer is not None:
+            self.authorizer.load()
+        self.quotas.load()
 
     async def stop(self) -> None:
         """Stop the services, flush and close every log, then give the data directory up."""

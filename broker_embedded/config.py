@@ -150,6 +150,22 @@ class BrokerConfig:
     socket_request_max_bytes: int = 100 * 1024 * 1024  # socket.request.max.bytes
     # acks=-1 answers only once the batch is fsynced (group-committed). False trusts the page cache as Kafka does.
     flush_on_ack: bool = True
+    # Authorization (docs/broker.md, Security): off unless enabled; then Kafka's ACL semantics (StandardAuthorizer).
+    authorizer: bool = False  # authorizer.class.name set
+    super_users: str | list[str] = ""  # super.users: "User:alice;User:bob" or a list
+    allow_everyone_if_no_acl_found: bool = False  # allow.everyone.if.no.acl.found
+    # Client quotas: the rate window (quota.window.num samples of quota.window.size.seconds), and byte rates for
+    # clients no quota entity covers (None: unlimited; Kafka 4 sets defaults only through AlterClientQuotas).
+    quota_window_num: int = 11
+    quota_window_size_seconds: int = 1
+    quota_producer_default: float | None = None
+    quota_consumer_default: float | None = None
+    # Connection limits (max.connections, max.connections.per.ip, max.connections.per.ip.overrides "host:n,...")
+    # and connections.max.idle.ms.
+    max_connections: int = 2**31 - 1
+    max_connections_per_ip: int = 2**31 - 1
+    max_connections_per_ip_overrides: str | dict = ""
+    connections_max_idle_ms: int = 600000
     # Broker-wide defaults for topic configs, by topic config name (log.* broker names map onto these).
     topic_defaults: dict[str, str] = field(default_factory=dict)
     advertised_host: str | None = None
@@ -190,6 +206,7 @@ class BrokerConfig:
             self.cluster_id = uuid.uuid4().hex[:22]
         if self.default_partitions < 1:
             raise ValueError(f"default_partitions must be >= 1, got {self.default_partitions}")
+        self._check_access_limits()
         if self.port is not None and not 0 <= self.port <= 65535:
             raise ValueError(f"port must be None or in 0..65535, got {self.port}")
         if os.path.exists(self.data_dir) and not os.path.isdir(self.data_dir):
@@ -223,6 +240,39 @@ class BrokerConfig:
             return [Listener("PLAINTEXT", "PLAINTEXT", self.host, self.port or 0, self.advertised_host)]
         return parse_listeners(self.listeners, self.listener_security_protocol_map, self.advertised_listeners)
 
+    def _check_access_limits(self) -> None:
+        from .acl import parse_super_users
+        from .connections import parse_overrides
+
+        self.super_users = parse_super_users(self.super_users)
+        for name in ("quota_window_num", "quota_window_size_seconds", "connections_max_idle_ms"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_connections", "max_connections_per_ip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("quota_producer_default", "quota_consumer_default"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 bytes/s (or None: unlimited), got {value}")
+        self.max_connections_per_ip_overrides = parse_overrides(self.max_connections_per_ip_overrides)
+
+    def describe_access_limits(self) -> dict[str, tuple[str, int]]:
+        """The authorizer, quota and connection-limit settings as DescribeConfigs shows them."""
+        return {
+            "authorizer.class.name": (
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer" if self.authorizer else "", STRING),
+            "super.users": (";".join(self.super_users), STRING),
+            "allow.everyone.if.no.acl.found": (str(self.allow_everyone_if_no_acl_found).lower(), BOOLEAN),
+            "quota.window.num": (str(self.quota_window_num), INT),
+            "quota.window.size.seconds": (str(self.quota_window_size_seconds), INT),
+            "max.connections": (str(self.max_connections), INT),
+            "max.connections.per.ip": (str(self.max_connections_per_ip), INT),
+            "max.connections.per.ip.overrides": (
+                ",".join(f"{h}:{n}" for h, n in self.max_connections_per_ip_overrides.items()), STRING),
+            "connections.max.idle.ms": (str(self.connections_max_idle_ms), LONG),
+        }
+
     def describe(self) -> dict[str, tuple[str, int]]:
         """Broker configs as DescribeConfigs shows them: name -> (value, type)."""
         out = {
@@ -245,6 +295,7 @@ class BrokerConfig:
             "log.cleaner.enable": (str(self.log_cleaner_enable).lower(), BOOLEAN),
             "log.cleaner.io.max.bytes.per.second": (_kafka_double(self.log_cleaner_io_max_bytes_per_second), DOUBLE),
         }
+        out.update(self.describe_access_limits())
         for name, d in TOPIC_CONFIGS.items():
             out.setdefault("log." + name if not name.startswith("log.") else name,
                            (self.topic_defaults.get(name, d.default), d.type))

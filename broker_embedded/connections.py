@@ -1,0 +1,139 @@
+"""Connection limits and per-connection throttling (Kafka's ConnectionQuotas, KIP-219 muting, idle connections).
+
+- `max.connections`: beyond it a new connection waits, unread, until another closes (Kafka's acceptor stops
+  accepting; the client sees a connection that does not answer yet).
+- `max.connections.per.ip` (with `max.connections.per.ip.overrides`): a connection beyond its address's limit is
+  closed at once, as Kafka does.
+- A response carrying a throttle time mutes its connection: no further request of that client is read until the
+  time has passed (KIP-219); for request versions older than KIP-219 the response itself is delayed instead.
+- `connections.max.idle.ms`: a connection with nothing read or written for that long, and no request in
+  progress, is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import Counter
+
+# The first version of each API whose clients honour throttle_time_ms themselves (Kafka's shouldClientThrottle);
+# earlier versions get their response delayed instead.
+_CLIENT_THROTTLES_SINCE = {0: 6, 1: 8}
+
+
+class TooManyConnections(Exception):
+    """The client's address has as many connections as max.connections.per.ip allows."""
+
+
+def parse_overrides(value: str | dict | None) -> dict[str, int]:
+    """`max.connections.per.ip.overrides` as Kafka writes it ("host1:10,10.0.0.2:5") or a dict; hostnames are
+    resolved to addresses, as connections are counted by address."""
+    if not value:
+        return {}
+    if isinstance(value, str):
+        pairs = []
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            host, sep, count = item.rpartition(":")
+            if not sep or not host:
+                raise ValueError(f"max_connections_per_ip_overrides: expected host:count, got {item!r}")
+            pairs.append((host.strip(), count.strip()))
+    else:
+        pairs = list(value.items())
+    out: dict[str, int] = {}
+    for host, count in pairs:
+        try:
+            n = int(count)
+        except (TypeError, ValueError):
+            raise ValueError(f"max_connections_per_ip_overrides: invalid count {count!r} for {host}") from None
+        if n < 0:
+            raise ValueError(f"max_connections_per_ip_overrides: count for {host} must be >= 0, got {n}")
+        try:
+            address = socket.getaddrinfo(host, None)[0][4][0]
+        except OSError:
+            raise ValueError(f"max_connections_per_ip_overrides: cannot resolve host {host!r}") from None
+        out[address] = n
+    return out
+
+
+class ConnectionQuotas:
+    """Counts open connections, broker-wide and per client address."""
+
+    def __init__(self, max_connections: int, max_per_ip: int, overrides: dict[str, int]) -> None:
+        self.max_connections = max_connections
+        self.max_per_ip = max_per_ip
+        self.overrides = overrides
+        self.total = 0
+        self.by_ip: Counter[str] = Counter()
+        self._freed = asyncio.Event()
+
+    def limit_for(self, host: str) -> int:
+        return self.overrides.get(host, self.max_per_ip)
+
+    async def acquire(self, host: str) -> None:
+        """Wait for a broker-wide slot, then take one of the address's; TooManyConnections if it has none."""
+        while self.total >= self.max_connections:
+            self._freed.clear()
+            await self._freed.wait()
+        if self.by_ip[host] >= self.limit_for(host):
+            raise TooManyConnections(f"{host} already has {self.by_ip[host]} connections "
+                                     f"(max.connections.per.ip {self.limit_for(host)})")
+        self.total += 1
+        self.by_ip[host] += 1
+
+    def release(self, host: str) -> None:
+        self.total -= 1
+        self.by_ip[host] -= 1
+        if self.by_ip[host] <= 0:
+            del self.by_ip[host]
+        self._freed.set()
+
+
+class ConnectionActivity:
+    """One connection's throttling and idleness: when it may be read again, when it last did anything, and how
+    many requests are being served."""
+
+    __slots__ = ("muted_until", "last_active", "in_flight", "_loop")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.muted_until = 0.0
+        self.last_active = self._loop.time()
+        self.in_flight = 0
+
+    def touch(self) -> None:
+        self.last_active = self._loop.time()
+
+    async def throttle(self, api_key: int, version: int, throttle_ms: int) -> None:
+        """Apply a response's throttle time: delay the response for old clients, else mute the connection."""
+        if throttle_ms <= 0:
+            return
+        if version < _CLIENT_THROTTLES_SINCE.get(api_key, 0):
+            await asyncio.sleep(throttle_ms / 1000)
+            return
+        self.muted_until = max(self.muted_until, self._loop.time() + throttle_ms / 1000)
+
+    async def wait_unmuted(self) -> None:
+        while True:
+            delay = self.muted_until - self._loop.time()
+            if delay <= 0:
+                return
+            await asyncio.sleep(delay)
+
+    async def read(self, reader: asyncio.StreamReader, n: int, idle_ms: int) -> bytes | None:
+        """`n` bytes, or None once the connection has been idle (nothing in flight) for `idle_ms`."""
+        while True:
+            remaining = self.last_active + idle_ms / 1000 - self._loop.time()
+            if remaining <= 0:
+                if self.in_flight == 0:
+                    return None
+                self.touch()
+                continue
+            try:
+                data = await asyncio.wait_for(reader.readexactly(n), remaining)
+            except asyncio.TimeoutError:
+                continue
+            self.touch()
+            return data
