@@ -8,7 +8,7 @@
 
 from .agents import Agent, AgentStream, Event
 from .app import App
-from .dsl import GroupedStream, KStream, KTable
+from .dsl import GlobalKTable, GroupedStream, KStream, KTable
 from .errors import (CoPartitionError, ProcessingError, SerializationError, StreamsError, TopologyError,
                      UnsupportedOperation)
 from .serde import BytesSerde, IntSerde, JsonSerde, Serde, StrSerde
@@ -18,8 +18,8 @@ from .topology.stores import StoreSpec
 from .windows import HoppingWindows, SessionWindows, SlidingWindows, TumblingWindows, Windowed, WindowedSerde
 
 __all__ = [
-    "Agent", "AgentStream", "App", "BytesSerde", "Channel", "CoPartitionError", "Event", "GroupedStream",
-    "HoppingWindows", "IntSerde", "JsonSerde", "KStream", "KTable", "ProcessingError", "Serde", "SerializationError",
-    "SessionWindows", "SlidingWindows", "StoreSpec", "StrSerde", "StreamsError", "Table", "Topic", "TopologyError",
-    "TumblingWindows", "UnsupportedOperation", "Windowed", "WindowedSerde", "WindowedTable",
+    "Agent", "AgentStream", "App", "BytesSerde", "Channel", "CoPartitionError", "Event", "GlobalKTable",
+    "GroupedStream", "HoppingWindows", "IntSerde", "JsonSerde", "KStream", "KTable", "ProcessingError", "Serde",
+    "SerializationError", "SessionWindows", "SlidingWindows", "StoreSpec", "StrSerde", "StreamsError", "Table", "Topic",
+    "TopologyError", "TumblingWindows", "UnsupportedOperation", "Windowed", "WindowedSerde", "WindowedTable",
 ]

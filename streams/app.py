@@ -130,6 +130,7 @@ class App:
         self.embedded = None
         self._send_producer = None
         self._tables: dict[str, Any] = {}
+        self.global_tables: dict[str, Any] = {}   # store name -> GlobalKTable
 
     # ---- describing ----
 
@@ -155,6 +156,24 @@ class App:
         """A DSL table over `topic` (latest value per key, None deletes); the topic is the table's changelog."""
         return self.builder.table(topic, name=name)
 
+    def global_table(self, topic: Topic | str, name: str | None = None) -> Any:
+        """A `GlobalKTable` over every partition of `topic`, held whole by every worker in the store
+        `name` (default `<topic>-global-store`): `get(key)` from anywhere, and stream joins without
+        co-partitioning (see `streams.dsl.global_table`)."""
+        from .dsl.global_table import GlobalKTable
+        t = self.builder.topic(topic)
+        store = name if name is not None else f"{t.name}-global-store"
+        if store in self.global_tables:
+            raise TopologyError(f"a global table with the store {store!r} already exists")
+        if any(g.topic.name == t.name for g in self.global_tables.values()):
+            raise TopologyError(f"topic {t.name!r} is already read by a global table")
+        if any(n.kind == "source" and t in n.topics for n in self.graph.nodes):
+            raise TopologyError(f"topic {t.name!r} is already read by a stream or table; a topic is either a global "
+                                "table's or a task's source")
+        table = GlobalKTable(self.builder, t, store)
+        self.global_tables[store] = table
+        return table
+
     def Table(self, name: str, *, default: Callable[[], Any] | None = None, **options: Any) -> Table:
         """A Faust-style table for agents: `table[key] += 1` (see `streams.tables`)."""
         if name in self._tables:
@@ -178,8 +197,17 @@ class App:
         if worker is None or worker.processor is None or worker.processor.topology is None:
             raise RuntimeError(f"app {self.id!r} is not running in this process: start a worker (or a TestDriver)")
         stores = worker.processor.topology.stores()
+        if name in self.global_tables:
+            table = self.global_tables[name]
+
+            def whole(key_bytes: bytes | None = None):
+                if table._store is None:
+                    raise RuntimeError(f"global table {name!r} is not open in this process")
+                return table._store
+            return view_for(table.spec, whole, lambda: [whole()])
         if name not in stores:
-            raise KeyError(f"app {self.id!r} has no store {name!r}; its stores: {', '.join(sorted(stores)) or 'none'}")
+            names = sorted([*stores, *self.global_tables])
+            raise KeyError(f"app {self.id!r} has no store {name!r}; its stores: {', '.join(names) or 'none'}")
         spec, sub = stores[name]
         tasks = worker.processor.tasks.tasks
 
@@ -281,8 +309,9 @@ class App:
         return self.topics.get(name) or self.topic(name, key_serde=bytes, value_serde=bytes)
 
     def extra_topics(self) -> list[Topic]:
-        """Topics the app writes outside the topology (agent sinks of channel agents, declared topics)."""
-        return [t for a in self.agents.values() for t in a.topic_sinks]
+        """Topics the app uses outside the topology (agent sinks of channel agents, global tables' topics)."""
+        return ([t for a in self.agents.values() for t in a.topic_sinks]
+                + [g.topic for g in self.global_tables.values()])
 
     def add_agent_route(self, agent: Agent, name: str, topic: Topic) -> None:
         """Record that `agent` reads `topic` back as its `stream.group_by(name=)` route (declared while it runs)."""

@@ -31,6 +31,7 @@ from .errors import ProcessingError
 from .serde import BytesSerde, Serde
 from .topics import Topic
 from .runtime.collector import key_hash
+from .runtime.global_tables import GlobalStores
 from .runtime.offsets import Unit
 from .runtime.processing import InputRecord, TopologyProcessor
 from .runtime.topics import plan_topics, wanted_topics
@@ -82,6 +83,8 @@ class TestDriver:
         self.partition_counts: dict[str, int] = dict(partitions or {})
         self.processor = TopologyProcessor(app, self._append, self._fail)
         self.processor.ctx.clock = lambda: self.wall_clock_ms
+        # Global tables in memory; a record written to a global table's topic updates it at once.
+        self.globals = GlobalStores(app.global_tables.values())
         self._logs: dict[str, list[InputRecord]] = {}           # topic -> records in the order they were written
         self._read: dict[str, int] = {}                         # topic -> how many of its records were read
         self._next_offset: dict[tuple[str, int], int] = {}
@@ -97,6 +100,7 @@ class TestDriver:
         self._thread: threading.Thread | None = None
         app.worker = self
         try:
+            self.globals.open()
             if app.agents or app.timers:
                 self._start_loop()
                 self._call(self._start_agents())
@@ -241,6 +245,7 @@ class TestDriver:
                 self._thread.join(10)
                 self._loop.close()
                 self._loop = None
+        self.globals.close()
         if self.app.worker is self:
             self.app.worker = None
 
@@ -255,6 +260,7 @@ class TestDriver:
     def _load(self) -> None:
         topology, missing = plan_topics(self.app, wanted_topics(self.app, self._extra()), self.partition_counts)
         self.partition_counts.update({name: n for name, (_, n) in missing.items()})
+        self.globals.check(topology.subtopology_of_topic())
         self.processor.load(topology)
         self._topology_dirty = False
 
@@ -270,7 +276,7 @@ class TestDriver:
     def _input_topic(self, topic: Topic | str) -> Topic:
         self._check_open()
         name = topic.name if isinstance(topic, Topic) else topic
-        if name not in self.processor.source_topics:
+        if name not in self.processor.source_topics and name not in self.globals.topics:
             raise ValueError(f"the topology of app {self.app.id!r} does not read topic {name!r}; it reads "
                              f"{', '.join(self.processor.source_topics) or 'nothing'}")
         return topic if isinstance(topic, Topic) else self._topic(name)
@@ -306,6 +312,8 @@ class TestDriver:
                                  key, value, tuple(headers or ()))
             self._logs.setdefault(topic, []).append(record)
             self._queue.append(record)
+            if topic in self.globals.topics:
+                self.globals.apply(topic, key, value)
 
     def _drain(self) -> None:
         """Process queued records in rounds (like fetched batches) until nothing is left to process."""

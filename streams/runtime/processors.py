@@ -132,6 +132,9 @@ def build_processors(sub: SubTopology, ctx: RecordContext, append: Callable,
             process = _fanout([build(c) for c in kids])
         elif node.op in STATEFUL_OPS:
             process = build_stateful(node, ctx, _fanout([build(c) for c in kids]))
+        elif node.op == "global_join":
+            from .global_tables import build_global_join
+            process = build_global_join(node, ctx, _fanout([build(c) for c in kids]))
         elif node.op == "process":
             from .processor_api import build_process
             process = build_process(node, ctx, _fanout([build(c) for c in kids]))

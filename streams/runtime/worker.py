@@ -23,6 +23,7 @@ from ..errors import ProcessingError
 from ..topology.compiler import Topology
 from .assignor import TaskAssignor
 from .commit import AtLeastOnce, ExactlyOnce, committer_for
+from .global_tables import GlobalStores
 from .offsets import OffsetTracker
 from .processing import TopologyProcessor
 from .restore import restore_tasks
@@ -71,6 +72,7 @@ class Worker:
         self._topology_dirty = False
         self.state_dir: StateDirectory | None = None
         self.restores: list = []        # RestoreResults of this worker's restores, newest last
+        self.global_stores: GlobalStores | None = None
         self._lag_reported = time.monotonic()
         self._lag_processed = 0
         self._positions: dict = {}      # partition -> the offset after the last record processed
@@ -93,6 +95,12 @@ class Worker:
         for _ in range(3):
             await asyncio.sleep(0)
         await self._prepare_topology()
+        # Global tables are whole (restored to the end offsets as of now) before any task processes a record.
+        self.global_stores = GlobalStores(getattr(app, "global_tables", {}).values(), self.state_dir, self.fail)
+        self.global_stores.check(self.processor.source_topics)
+        await self.global_stores.start(self.bootstrap, self.partition_counts,
+                                       isolation_level=self.committer.isolation_level,
+                                       consumer_config=app.consumer_config)
         self.standbys = StandbyTasks(self.bootstrap, self.state_dir, app.consumer_config)
         self.standbys.load(self.topology)
         self.assignor = TaskAssignor(self._task_sources, app.id, on_conflict=self.fail,  # another app, same id
@@ -226,6 +234,8 @@ class Worker:
             await self.committer.stop()
         if getattr(self, "standbys", None) is not None:
             await self.standbys.stop()
+        if self.global_stores is not None:
+            await self.global_stores.stop()
         if self.processor is not None:
             self.processor.tasks.close_all()
         if self.state_dir is not None:
