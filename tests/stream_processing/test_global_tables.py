@@ -250,3 +250,45 @@ async def test_an_agent_reads_the_global_table_while_it_processes(make_app, runn
             await app.send(orders, key=item, value=qty)
         got = await consume(bootstrap, f"{app.id}-totals", 3)
         assert sorted(streams.JsonSerde().deserialize(r.value) for r in got) == [0.0, 4.0, 5.0]
+
+
+async def test_under_exactly_once_aborted_records_never_reach_the_global_table(make_app, running, bootstrap):
+    from aiokafka import AIOKafkaProducer
+    app = make_app(processing_guarantee="exactly_once")
+    topic = f"{app.id}-limits"
+    limits = app.global_table(app.topic(topic, key_type=str, value_type=int, partitions=2))
+    app.stream(app.topic(f"{app.id}-unused", partitions=1)).to(f"{app.id}-unused-out")
+    await create_topic(bootstrap, topic, 2)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{app.id}-writer")
+    await producer.start()
+
+    async def transaction(pairs, commit: bool) -> None:
+        async with producer.transaction() if commit else _aborting(producer):
+            for key, value in pairs:
+                await producer.send(topic, limits.value_serde.serialize(value), key=limits.key_serde.serialize(key))
+
+    try:
+        await transaction([("a", 1)], commit=True)
+        await transaction([("a", 2), ("b", 2)], commit=False)
+        async with running(app):
+            # restored with read_committed: the aborted transaction is not in the table
+            assert (limits.get("a"), limits.get("b")) == (1, None)
+            await transaction([("a", 3)], commit=False)
+            await transaction([("c", 3)], commit=True)
+            await eventually(lambda: limits.get("c") == 3, timeout=20)
+            assert (limits.get("a"), limits.get("b")) == (1, None)
+    finally:
+        await producer.stop()
+
+
+class _aborting:
+    """A transaction that is aborted at the end of its block."""
+
+    def __init__(self, producer) -> None:
+        self.producer = producer
+
+    async def __aenter__(self):
+        await self.producer.begin_transaction()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.producer.abort_transaction()
