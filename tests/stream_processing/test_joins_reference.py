@@ -293,6 +293,24 @@ CASES = [
     Case("ss-left-late-emitted-at-once", "stream-stream", "left",
          (("right", "b", 2, 20_000), ("left", "a", 1, 1_000)),
          (("a", "1|null", 1_000),), W5),
+    # There is no "late record" drop in the join itself: a record joins whatever the other side's window store still
+    # holds, and each side's store expires records by its own stream time (the largest timestamp put in it), keeping
+    # before + after + grace. Here the right store has only seen 10000, so a@10000 is still there for a@9000, long
+    # after stream time (20000) passed 10000 + after + grace; once the right side itself is at 20000, it is gone.
+    Case("ss-late-record-joins-what-the-other-store-holds", "stream-stream", "inner",
+         (("right", "a", 1, 10_000), ("left", "b", 2, 20_000), ("left", "a", 3, 9_000)),
+         (("a", "3|1", 10_000),), {"window": {"before": 2_000, "after": 2_000, "grace": 0}}),
+    Case("ss-late-record-other-store-expired", "stream-stream", "inner",
+         (("right", "a", 1, 10_000), ("right", "b", 2, 20_000), ("left", "a", 3, 9_000)),
+         (), {"window": {"before": 2_000, "after": 2_000, "grace": 0}}),
+    # An unmatched left record whose window end (ts + after, grace not counted) is already behind stream time is
+    # emitted unmatched at once, even within grace; a partner arriving later within grace then joins it as well.
+    Case("ss-left-unmatched-at-once-within-grace", "stream-stream", "left",
+         (("right", "b", 2, 10_000), ("left", "a", 3, 7_000), ("right", "a", 4, 9_000)),
+         (("a", "3|null", 7_000), ("a", "3|4", 9_000)), {"window": {"before": 2_000, "after": 2_000, "grace": 5_000}}),
+    Case("ss-left-parked-within-window", "stream-stream", "left",
+         (("right", "b", 2, 10_000), ("left", "a", 3, 8_000), ("right", "a", 4, 9_000)),
+         (("a", "3|4", 9_000),), {"window": {"before": 2_000, "after": 2_000, "grace": 5_000}}),
     # Left/outer joins: a null-key left record is emitted at once, unmatched; null values are dropped. Outer: a
     # null-key right record too. Expired unmatched records come out by timestamp, then right before left (!), then
     # key.
@@ -317,6 +335,13 @@ CASES = [
          (("right", "a", 7, 2_000), ("right", "a", 8, 5_000), ("left", "a", 1, 3_000), ("left", "a", 2, 6_000),
           ("left", "a", 3, 1_000)),
          (("a", "1|7", 3_000), ("a", "2|8", 6_000), ("a", "3|null", 1_000)), {"versioned": {"history": 10_000}}),
+    # A versioned table's latest version never expires: a lookup older than the history (behind the table's own
+    # stream time, the largest timestamp put in it) still finds the latest version if it is not newer than the
+    # lookup; an older version past the history is not found.
+    Case("st-versioned-latest-never-expires", "stream-table", "left",
+         (("right", "b", 88, 26_000), ("right", "a", 63, 37_000), ("left", "b", 24, 31_000),
+          ("right", "a", 64, 38_000), ("left", "a", 1, 37_500), ("left", "a", 2, 33_000)),
+         (("b", "24|88", 31_000), ("a", "1|63", 37_500), ("a", "2|null", 33_000)), {"versioned": {"history": 3_000}}),
     # Table-table: every update of either side re-joins its key; the result's timestamp is the larger of the two
     # rows'. Inner: a left tombstone emits a tombstone whenever the right row exists, even for a left row that never
     # existed.
