@@ -1,132 +1,40 @@
-"""Broker settings and topic configs: names, types, defaults and validation, with Kafka's names."""
+"""Broker settings with Kafka's names; topic configs live in topic_configs.py (re-exported here)."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable
 
-from .log.config import NEVER, LogConfig
-
-# DescribeConfigs config types.
-BOOLEAN, STRING, INT, SHORT, LONG, DOUBLE, LIST = 1, 2, 3, 4, 5, 6, 7
-
-
-class InvalidConfig(ValueError):
-    """A config name or value Kafka would refuse; the message names both."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigDef:
-    name: str
-    type: int
-    default: str
-    check: Callable[[str], bool] = lambda v: True
-    expect: str = ""
-
-
-def _long(low: int, high: int = NEVER) -> Callable[[str], bool]:
-    def check(v: str) -> bool:
-        try:
-            return low <= int(v) <= high
-        except ValueError:
-            return False
-
-    return check
-
-
-def _ratio(v: str) -> bool:
-    try:
-        return 0.0 <= float(v) <= 1.0
-    except ValueError:
-        return False
-
-
-def _one_of(*choices: str) -> Callable[[str], bool]:
-    return lambda v: v in choices
-
-
-def _policy(v: str) -> bool:
-    parts = [p.strip() for p in v.split(",") if p.strip()]
-    return bool(parts) and all(p in ("delete", "compact") for p in parts)
-
-
-def _bool(v: str) -> bool:
-    return v.lower() in ("true", "false")
-
-
-_I32 = 2**31 - 1
-TOPIC_CONFIGS: dict[str, ConfigDef] = {
-    d.name: d
-    for d in [
-        ConfigDef("cleanup.policy", LIST, "delete", _policy, "a list of delete and compact"),
-        ConfigDef("compression.type", STRING, "producer",
-                  _one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"), "a codec or producer"),
-        ConfigDef("delete.retention.ms", LONG, "86400000", _long(0), "a long >= 0"),
-        ConfigDef("file.delete.delay.ms", LONG, "60000", _long(0), "a long >= 0"),
-        ConfigDef("flush.messages", LONG, str(NEVER), _long(1), "a long >= 1"),
-        ConfigDef("flush.ms", LONG, str(NEVER), _long(0), "a long >= 0"),
-        ConfigDef("index.interval.bytes", INT, "4096", _long(0, _I32), "an int >= 0"),
-        ConfigDef("max.compaction.lag.ms", LONG, str(NEVER), _long(1), "a long >= 1"),
-        ConfigDef("max.message.bytes", INT, "1048588", _long(0, _I32), "an int >= 0"),
-        ConfigDef("message.timestamp.type", STRING, "CreateTime", _one_of("CreateTime", "LogAppendTime"),
-                  "CreateTime or LogAppendTime"),
-        ConfigDef("message.timestamp.before.max.ms", LONG, str(NEVER), _long(0), "a long >= 0"),
-        ConfigDef("message.timestamp.after.max.ms", LONG, "3600000", _long(0), "a long >= 0"),
-        ConfigDef("min.cleanable.dirty.ratio", DOUBLE, "0.5", _ratio, "a number in [0, 1]"),
-        ConfigDef("min.compaction.lag.ms", LONG, "0", _long(0), "a long >= 0"),
-        ConfigDef("min.insync.replicas", INT, "1", _long(1, _I32), "an int >= 1"),
-        ConfigDef("preallocate", BOOLEAN, "false", _bool, "true or false"),
-        ConfigDef("retention.bytes", LONG, "-1", _long(-1), "a long >= -1"),
-        ConfigDef("retention.ms", LONG, "604800000", _long(-1), "a long >= -1"),
-        ConfigDef("segment.bytes", INT, "1073741824", _long(14, _I32), "an int >= 14"),
-        ConfigDef("segment.index.bytes", INT, "10485760", _long(4, _I32), "an int >= 4"),
-        ConfigDef("segment.jitter.ms", LONG, "0", _long(0), "a long >= 0"),
-        ConfigDef("segment.ms", LONG, "604800000", _long(1), "a long >= 1"),
-        ConfigDef("unclean.leader.election.enable", BOOLEAN, "false", _bool, "true or false"),
-    ]
-}
-
-
-def validate_topic_configs(configs: dict[str, str | None]) -> dict[str, str]:
-    """Check names and values; return the non-null overrides. Raises InvalidConfig naming the bad entry."""
-    out: dict[str, str] = {}
-    for name, value in configs.items():
-        d = TOPIC_CONFIGS.get(name)
-        if d is None:
-            raise InvalidConfig(f"Unknown topic config name: {name}")
-        if value is None:
-            continue
-        if not d.check(value):
-            raise InvalidConfig(f"Invalid value {value} for configuration {name}: expected {d.expect}")
-        out[name] = value
-    return out
+from .log.config import LogConfig
+from .topic_configs import (BOOLEAN, DOUBLE, INT, LIST, LONG, SHORT, STRING, TOPIC_CONFIGS, ConfigDef,  # noqa: F401
+                            InvalidConfig, config_def, parse, topic_value, validate_topic_configs)
 
 
 def log_config(overrides: dict[str, str], defaults: dict[str, str]) -> LogConfig:
     """The LogConfig for a topic: its overrides over the broker's defaults over Kafka's."""
 
-    def get(name: str) -> str:
-        return overrides.get(name, defaults.get(name, TOPIC_CONFIGS[name].default))
+    def get(name: str):
+        return parse(TOPIC_CONFIGS[name].type, topic_value(name, overrides, defaults))
 
-    policy = {p.strip() for p in get("cleanup.policy").split(",")}
+    internal_segment = overrides.get("internal.segment.bytes", defaults.get("internal.segment.bytes"))
+    policy = set(get("cleanup.policy"))
     return LogConfig(
-        segment_bytes=int(get("segment.bytes")),
-        segment_ms=int(get("segment.ms")),
-        index_interval_bytes=int(get("index.interval.bytes")),
-        max_message_bytes=int(get("max.message.bytes")),
-        flush_messages=int(get("flush.messages")),
-        flush_ms=int(get("flush.ms")),
+        segment_bytes=int(internal_segment) if internal_segment else get("segment.bytes"),
+        segment_ms=get("segment.ms"),
+        index_interval_bytes=get("index.interval.bytes"),
+        max_message_bytes=get("max.message.bytes"),
+        flush_messages=get("flush.messages"),
+        flush_ms=get("flush.ms"),
         log_append_time=get("message.timestamp.type") == "LogAppendTime",
-        retention_ms=int(get("retention.ms")),
-        retention_bytes=int(get("retention.bytes")),
+        retention_ms=get("retention.ms"),
+        retention_bytes=get("retention.bytes"),
         compact="compact" in policy,
         delete="delete" in policy,
-        min_cleanable_dirty_ratio=float(get("min.cleanable.dirty.ratio")),
-        min_compaction_lag_ms=int(get("min.compaction.lag.ms")),
-        max_compaction_lag_ms=int(get("max.compaction.lag.ms")),
-        delete_retention_ms=int(get("delete.retention.ms")),
+        min_cleanable_dirty_ratio=get("min.cleanable.dirty.ratio"),
+        min_compaction_lag_ms=get("min.compaction.lag.ms"),
+        max_compaction_lag_ms=get("max.compaction.lag.ms"),
+        delete_retention_ms=get("delete.retention.ms"),
     )
 
 

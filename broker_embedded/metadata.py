@@ -138,7 +138,7 @@ class TopicRegistry:
                 raise InvalidTopic(f"Topic '{name}' collides with existing topic: {other}")
         if not 1 <= partitions <= MAX_PARTITIONS:
             raise InvalidPartitions(f"Number of partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}.")
-        return validate_topic_configs(configs)
+        return validate_topic_configs(configs, self.config.topic_defaults)
 
     def create(self, name: str, partitions: int, configs: dict[str, str | None] | None = None,
                internal: bool = False) -> Topic:
@@ -199,7 +199,7 @@ class TopicRegistry:
         topic = self.topics.get(name)
         if topic is None:
             raise UnknownTopic(f"Topic '{name}' does not exist.")
-        checked = validate_topic_configs(overrides)
+        checked = validate_topic_configs(overrides, self.config.topic_defaults)
         if validate_only:
             return
         before, topic.configs = topic.configs, checked

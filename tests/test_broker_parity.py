@@ -193,3 +193,111 @@ def test_produce_carries_one_batch_per_partition(bootstrap, topic_name):
     ok = _produce(conn, topic_name, one)
     assert (ok.error_code, ok.base_offset) == (ErrorCode.none, 0)
     conn.close()
+
+
+# ---- Topic configs: Kafka 4.1's validators and messages -----------------------------------------------------
+
+# (name, value, Kafka 4.1.1's error message or None when accepted), as Kafka answers CreateTopics.
+CONFIG_CASES = [
+    ("segment.bytes", "100", "Invalid value 100 for configuration segment.bytes: Value must be at least 1048576"),
+    ("segment.bytes", "abc", "Invalid value abc for configuration segment.bytes: Not a number of type INT"),
+    ("segment.bytes", "2147483648",
+     "Invalid value 2147483648 for configuration segment.bytes: Not a number of type INT"),
+    ("segment.bytes", " 1048576 ", None),
+    ("internal.segment.bytes", "4096", None),
+    ("retention.bytes", "-5", None),
+    ("retention.ms", "-2", "Invalid value -2 for configuration retention.ms: Value must be at least -1"),
+    ("cleanup.policy", "", None),
+    ("cleanup.policy", "compact,delete", None),
+    ("cleanup.policy", "Compact",
+     "Invalid value Compact for configuration cleanup.policy: String must be one of: compact, delete"),
+    ("compression.type", "none", "Invalid value none for configuration compression.type: String must be one of: "
+                                 "uncompressed, zstd, lz4, snappy, gzip, producer"),
+    ("compression.gzip.level", "10",
+     "Invalid value 10 for configuration compression.gzip.level: Value must be between 1 and 9 or equal to -1"),
+    ("compression.zstd.level", "-131072", None),
+    ("compression.zstd.level", "23",
+     "Invalid value 23 for configuration compression.zstd.level: Value must be no more than 22"),
+    ("compression.lz4.level", "0", "Invalid value 0 for configuration compression.lz4.level: Value must be at least 1"),
+    ("min.cleanable.dirty.ratio", "1.5",
+     "Invalid value 1.5 for configuration min.cleanable.dirty.ratio: Value must be no more than 1"),
+    ("min.cleanable.dirty.ratio", "abc",
+     "Invalid value abc for configuration min.cleanable.dirty.ratio: Not a number of type DOUBLE"),
+    ("preallocate", "TRUE", None),
+    ("preallocate", "yes",
+     "Invalid value yes for configuration preallocate: Expected value to be either true or false"),
+    ("remote.storage.enable", "true", "Tiered Storage functionality is disabled in the broker. "
+                                      "Topic cannot be configured with remote log storage."),
+    ("local.retention.ms", "-3", "Invalid value -3 for configuration local.retention.ms: Value must be at least -2"),
+    ("leader.replication.throttled.replicas", "0:1", None),
+    ("leader.replication.throttled.replicas", "bad",
+     "Invalid value [bad] for configuration leader.replication.throttled.replicas: "
+     "leader.replication.throttled.replicas must be the literal '*' or a list of replicas in the following format: "
+     "[partitionId]:[brokerId],[partitionId]:[brokerId],..."),
+    ("message.downconversion.enable", "true", "Unknown topic config name: message.downconversion.enable"),
+    ("flush.messages", "0", "Invalid value 0 for configuration flush.messages: Value must be at least 1"),
+    ("segment.ms", "0", "Invalid value 0 for configuration segment.ms: Value must be at least 1"),
+    ("max.compaction.lag.ms", "0", "Invalid value 0 for configuration max.compaction.lag.ms: Value must be at least 1"),
+]
+
+
+@pytest.mark.parametrize("name,value,message", CONFIG_CASES, ids=[f"{n}={v}" for n, v, _ in CONFIG_CASES])
+def test_create_topics_validates_configs_as_kafka(bootstrap, topic_name, name, value, message):
+    conn = Conn(bootstrap)
+    m = conn.m((19, 7))
+    import datetime
+
+    got = conn.call((19, 7), topics=(m.CreatableTopic(
+        name=topic_name, num_partitions=1, replication_factor=1, assignments=(),
+        configs=(m.CreatableTopicConfig(name=name, value=value),)),),
+        timeout=datetime.timedelta(seconds=30), validate_only=True).topics[0]
+    conn.close()
+    expected = (ErrorCode.none, None) if message is None else (ErrorCode.invalid_config, message)
+    assert (got.error_code, got.error_message) == expected
+
+
+def test_configs_checked_together_and_on_alter(bootstrap, topic_name):
+    """min.compaction.lag.ms may not exceed max.compaction.lag.ms; AlterConfigs and IncrementalAlterConfigs
+    apply the same validators (and Kafka's words for null values and APPEND to a non-list)."""
+    conn = Conn(bootstrap)
+    lag = {"min.compaction.lag.ms": "10", "max.compaction.lag.ms": "5"}
+    got = _create(conn, topic_name, 1, lag)
+    assert (got.error_code, got.error_message) == (
+        ErrorCode.invalid_config, "conflict topic config setting min.compaction.lag.ms (10) > max.compaction.lag.ms (5)")
+    assert _create(conn, topic_name, 1).error_code == ErrorCode.none
+
+    ma = conn.m((33, 2))
+
+    def alter(cfg):
+        r = conn.call((33, 2), validate_only=False, resources=(ma.AlterConfigsResource(
+            resource_type=2, resource_name=topic_name,
+            configs=tuple(ma.AlterableConfig(name=k, value=v) for k, v in cfg.items())),)).responses[0]
+        return r.error_code, r.error_message
+
+    mi = conn.m((44, 1))
+
+    def incremental(*ops):
+        r = conn.call((44, 1), validate_only=False, resources=(mi.AlterConfigsResource(
+            resource_type=2, resource_name=topic_name,
+            configs=tuple(mi.AlterableConfig(name=k, config_operation=op, value=v) for k, op, v in ops)),)
+        ).responses[0]
+        return r.error_code, r.error_message
+
+    small = "Invalid value 100 for configuration segment.bytes: Value must be at least 1048576"
+    assert alter({"segment.bytes": "100"}) == (ErrorCode.invalid_config, small)
+    assert alter({"nope": "1"}) == (ErrorCode.invalid_config, "Unknown topic config name: nope")
+    assert alter({"segment.bytes": None}) == (ErrorCode.invalid_request, "Null value not supported for : segment.bytes")
+    assert alter(lag)[0] == ErrorCode.invalid_config
+    assert incremental(("segment.bytes", 0, "100")) == (ErrorCode.invalid_config, small)
+    assert incremental(("nope", 1, None)) == (ErrorCode.none, None)  # deleting an unknown name is fine
+    assert incremental(("segment.bytes", 0, None)) == (
+        ErrorCode.invalid_request, "Null value not supported for : segment.bytes")
+    assert incremental(("segment.bytes", 2, "1")) == (
+        ErrorCode.invalid_config, "Can't APPEND to key segment.bytes because its type is not LIST.")
+    assert incremental(("cleanup.policy", 2, "foo")) == (
+        ErrorCode.invalid_config,
+        "Invalid value foo for configuration cleanup.policy: String must be one of: compact, delete")
+    assert incremental(("min.compaction.lag.ms", 0, "10"), ("max.compaction.lag.ms", 0, "5"))[0] == \
+        ErrorCode.invalid_config
+    assert incremental(("segment.bytes", 0, "1048576"), ("cleanup.policy", 2, "compact")) == (ErrorCode.none, None)
+    conn.close()

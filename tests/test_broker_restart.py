@@ -35,7 +35,7 @@ def _read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0
 def test_stop_and_start_keeps_data_and_topic_configs(broker_process):
     broker = broker_process().start()
     admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
-    admin.create_topics([NewTopic("kept", 3, 1, config={"retention.ms": "123456", "segment.bytes": "4096"})])[
+    admin.create_topics([NewTopic("kept", 3, 1, config={"retention.ms": "123456", "internal.segment.bytes": "4096"})])[
         "kept"].result(10)
     producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "acks": "all", "linger.ms": 2,
                          "enable.idempotence": False})
@@ -52,7 +52,7 @@ def test_stop_and_start_keeps_data_and_topic_configs(broker_process):
     res = ConfigResource(ConfigResource.Type.TOPIC, "kept")
     configs = admin.describe_configs([res])[res].result(10)
     assert configs["retention.ms"].value == "123456"
-    assert configs["segment.bytes"].value == "4096"
+    assert configs["internal.segment.bytes"].value == "4096"  # small segments: below segment.bytes' 1 MiB floor
     md = admin.list_topics(timeout=10)
     assert len(md.topics["kept"].partitions) == 3
     # Appends continue after the last offset.
@@ -82,7 +82,7 @@ def _produce_forever(bootstrap: str, topic: str, worker: int, acked_queue) -> No
 
 
 def test_kill_9_while_producing_loses_no_acknowledged_record(broker_process):
-    broker = broker_process("--default-partitions", "2", "--config", "segment.bytes=65536").start()
+    broker = broker_process("--default-partitions", "2", "--config", "internal.segment.bytes=65536").start()
     bootstrap = broker.bootstrap_servers
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic("durable", 2, 1)])["durable"].result(10)

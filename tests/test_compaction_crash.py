@@ -203,7 +203,7 @@ def _kill_during_cleaning(broker_process, kills: int, keys: int, rate: int) -> N
         directory = broker.data_dir / f"{topic}-0"
         if round_ == 0:
             admin = AdminClient({"bootstrap.servers": bootstrap})
-            config = {"cleanup.policy": "compact", "segment.bytes": str(128 * 1024), "min.cleanable.dirty.ratio": "0.01"}
+            config = {"cleanup.policy": "compact", "internal.segment.bytes": str(128 * 1024), "min.cleanable.dirty.ratio": "0.01"}
             for fut in admin.create_topics([NewTopic(topic, 1, 1, config=config)]).values():
                 fut.result(30)
         else:
@@ -253,7 +253,7 @@ def test_cleaner_worker_killed_alone_loses_nothing(tmp_path, only_embedded):
     try:
         bootstrap = broker.bootstrap_servers
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        config = {"cleanup.policy": "compact", "segment.bytes": str(128 * 1024), "min.cleanable.dirty.ratio": "0.01"}
+        config = {"cleanup.policy": "compact", "internal.segment.bytes": str(128 * 1024), "min.cleanable.dirty.ratio": "0.01"}
         for fut in admin.create_topics([NewTopic(topic, 1, 1, config=config)]).values():
             fut.result(30)
         produced: dict[int, tuple[bytes, bytes]] = {}

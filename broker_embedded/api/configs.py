@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from kio.schema.errors import ErrorCode
 
-from ..config import LIST, TOPIC_CONFIGS, InvalidConfig
+from ..config import LIST, TOPIC_CONFIGS, InvalidConfig, config_def
 from ..metadata import TopicError
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import ALTER_CONFIGS, DESCRIBE_CONFIGS, allowed, cluster_allowed
+from .access import TOPIC as TOPIC_RESOURCE
 from .errors import KafkaError, error_code
 
 TOPIC, BROKER = 2, 4
@@ -23,6 +25,7 @@ def describe_configs(ctx: RequestContext, req):
     for res in req.resources:
         code, message, entries = ErrorCode.none, None, ()
         try:
+            _authorize(ctx, DESCRIBE_CONFIGS, res)
             if res.resource_type == TOPIC:
                 topic = broker.topics.get(res.resource_name)
                 if topic is None:
@@ -36,6 +39,9 @@ def describe_configs(ctx: RequestContext, req):
                         values[name] = (broker.config.topic_defaults[name], STATIC_BROKER, d.type)
                     else:
                         values[name] = (d.default, DEFAULT, d.type)
+                for name, value in topic.configs.items():  # internal configs show only when set
+                    if name not in values:
+                        values[name] = (value, DYNAMIC_TOPIC, config_def(name).type)
             elif res.resource_type == BROKER:
                 if res.resource_name not in ("", str(broker.config.node_id)):
                     raise KafkaError(ErrorCode.invalid_request, f"Unknown broker id {res.resource_name}")
@@ -57,8 +63,17 @@ def describe_configs(ctx: RequestContext, req):
     return r("DescribeConfigsResponse", throttle_time=ZERO_MS, results=tuple(results))
 
 
+def _authorize(ctx: RequestContext, operation, res) -> None:
+    """DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic, or on the cluster for a broker's configs."""
+    if res.resource_type == TOPIC and not allowed(ctx, operation, TOPIC_RESOURCE, res.resource_name):
+        raise KafkaError(ErrorCode.topic_authorization_failed, "Topic authorization failed.")
+    if res.resource_type == BROKER and not cluster_allowed(ctx, operation):
+        raise KafkaError(ErrorCode.cluster_authorization_failed, "Cluster authorization failed.")
+
+
 def _apply(ctx: RequestContext, res, validate_only: bool, compute) -> tuple[ErrorCode, str | None]:
     try:
+        _authorize(ctx, ALTER_CONFIGS, res)
         if res.resource_type != TOPIC:
             raise KafkaError(ErrorCode.invalid_request,
                              "Only topic configs can be altered; broker configs are set when the broker starts.")
@@ -86,7 +101,14 @@ def _alter(ctx: RequestContext, req, compute, response: str):
     return r(response, throttle_time=ZERO_MS, responses=responses)
 
 
+def _null(name: str) -> KafkaError:
+    return KafkaError(ErrorCode.invalid_request, f"Null value not supported for : {name}")
+
+
 def _replace(_current: dict[str, str], entries) -> dict[str, str]:
+    for c in entries:
+        if c.value is None:
+            raise _null(c.name)
     return {c.name: c.value for c in entries}
 
 
@@ -97,19 +119,21 @@ def alter_configs(ctx: RequestContext, req):
 
 def _incremental(current: dict[str, str], entries) -> dict[str, str]:
     for c in entries:
-        d = TOPIC_CONFIGS.get(c.name)
+        op = c.config_operation
+        if op == DELETE:  # Kafka accepts deleting a name it does not know
+            current.pop(c.name, None)
+            continue
+        d = config_def(c.name)
         if d is None:
             raise InvalidConfig(f"Unknown topic config name: {c.name}")
-        op = c.config_operation
+        if op in (SET, APPEND, SUBTRACT) and c.value is None:
+            raise _null(c.name)
         if op == SET:
-            if c.value is None:
-                raise InvalidConfig(f"Null value not supported for: {c.name}")
             current[c.name] = c.value
-        elif op == DELETE:
-            current.pop(c.name, None)
         elif op in (APPEND, SUBTRACT):
             if d.type != LIST:
-                raise InvalidConfig(f"Config value append is not allowed for config key: {c.name}")
+                raise InvalidConfig(f"Can't {'APPEND' if op == APPEND else 'SUBTRACT'} to key {c.name} because "
+                                    "its type is not LIST.")
             items = [v for v in current.get(c.name, d.default).split(",") if v]
             values = [v for v in (c.value or "").split(",") if v]
             if op == APPEND:
