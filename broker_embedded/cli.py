@@ -59,6 +59,9 @@ _BROKER_SETTINGS = {
     "group.max.session.timeout.ms": _non_negative_int,
     "group.initial.rebalance.delay.ms": _non_negative_int,
     "group.max.size": _non_negative_int,
+    "group.consumer.session.timeout.ms": _non_negative_int,
+    "group.consumer.heartbeat.interval.ms": _non_negative_int,
+    "group.consumer.max.size": _non_negative_int,
     "offsets.retention.minutes": _non_negative_int,
     "offsets.retention.check.interval.ms": _non_negative_int,
 }

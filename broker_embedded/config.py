@@ -38,6 +38,10 @@ def log_config(overrides: dict[str, str], defaults: dict[str, str]) -> LogConfig
     )
 
 
+_ASSIGNOR_CLASSES = {name: f"org.apache.kafka.coordinator.group.assignor.{name.capitalize()}Assignor"
+                     for name in ("uniform", "range")}
+
+
 def _kafka_double(value: float) -> str:
     """A double as Kafka's DescribeConfigs prints it; unlimited is Double.MAX_VALUE."""
     return "1.7976931348623157E308" if value == float("inf") else repr(float(value))
@@ -82,6 +86,11 @@ class BrokerConfig:
     group_max_session_timeout_ms: int = 1800000
     group_initial_rebalance_delay_ms: int = 3000
     group_max_size: int = 2**31 - 1
+    # The consumer group protocol (KIP-848): session and heartbeat interval are the broker's, not the client's.
+    group_consumer_session_timeout_ms: int = 45000
+    group_consumer_heartbeat_interval_ms: int = 5000
+    group_consumer_max_size: int = 2**31 - 1
+    group_consumer_assignors: tuple[str, ...] = ("uniform", "range")  # the first is the default
     offsets_retention_minutes: int = 10080
     offsets_retention_check_interval_ms: int = 600000
     offset_metadata_max_bytes: int = 4096
@@ -195,6 +204,11 @@ class BrokerConfig:
             "group.max.session.timeout.ms": (str(self.group_max_session_timeout_ms), INT),
             "group.initial.rebalance.delay.ms": (str(self.group_initial_rebalance_delay_ms), INT),
             "group.max.size": (str(self.group_max_size), INT),
+            "group.consumer.session.timeout.ms": (str(self.group_consumer_session_timeout_ms), INT),
+            "group.consumer.heartbeat.interval.ms": (str(self.group_consumer_heartbeat_interval_ms), INT),
+            "group.consumer.max.size": (str(self.group_consumer_max_size), INT),
+            "group.consumer.assignors": (", ".join(_ASSIGNOR_CLASSES.get(n, n) for n in self.group_consumer_assignors),
+                                         LIST),
             "offsets.retention.minutes": (str(self.offsets_retention_minutes), INT),
             "offsets.retention.check.interval.ms": (str(self.offsets_retention_check_interval_ms), LONG),
             "offset.metadata.max.bytes": (str(self.offset_metadata_max_bytes), INT),

@@ -50,6 +50,7 @@ HANDLERS: dict[int, Api] = {}
 
 MODULES = ("versions", "metadata", "produce", "fetch", "offsets", "admin", "configs", "txn", "producers", "groups", "group_offsets",
            "delete_records", "sasl", "scram")
+MODULES += ("consumer_groups",)  # the consumer group protocol (KIP-848)
 
 
 def handles(key: int, min_version: int, max_version: int) -> Callable:

@@ -28,7 +28,7 @@ async def offset_commit(ctx: RequestContext, req):
     group_error = None
     try:
         broker.groups.validate_offset_commit(req.group_id, req.member_id, req.generation_id_or_member_epoch,
-                                             getattr(req, "group_instance_id", None))
+                                             getattr(req, "group_instance_id", None), api_version=ctx.version)
     except KafkaError as exc:
         group_error = exc.code
     limit = broker.config.offset_metadata_max_bytes
@@ -85,6 +85,13 @@ def offset_fetch(ctx: RequestContext, req):
         return r("OffsetFetchResponse", throttle_time=ZERO_MS, topics=topics, error_code=code)
     groups = []
     for g in req.groups:
+        try:
+            # v9+: a member of a consumer group (KIP-848) fetches with its id and epoch, which must be current.
+            ctx.broker.groups.consumer.validate_offset_fetch(g.group_id, getattr(g, "member_id", None),
+                                                             getattr(g, "member_epoch", -1))
+        except KafkaError as exc:
+            groups.append(r("OffsetFetchResponseGroup", group_id=g.group_id, topics=(), error_code=exc.code))
+            continue
         code, topics = _fetch_group(ctx, g.group_id, g.topics, req.require_stable)
         groups.append(r("OffsetFetchResponseGroup", group_id=g.group_id, topics=topics, error_code=code))
     return r("OffsetFetchResponse", throttle_time=ZERO_MS, groups=tuple(groups))

@@ -133,8 +133,10 @@ def describe_groups(ctx: RequestContext, req):
         group = coordinator.groups.get(group_id)
         if group is None or group.is_(GroupState.DEAD):
             # Kafka 4 answers GROUP_ID_NOT_FOUND from v6 on; older versions describe an unknown group as Dead.
+            # A consumer group (KIP-848) is not a classic group: DescribeGroups does not show it.
+            what = "is not a classic group" if group_id in coordinator.consumer.groups else "not found"
             code = ErrorCode.group_id_not_found if ctx.version >= 6 else ErrorCode.none
-            message = f"Group {group_id} not found." if ctx.version >= 6 else None
+            message = f"Group {group_id} {what}." if ctx.version >= 6 else None
             described.append(r("DescribedGroup", error_code=code, error_message=message, group_id=group_id,
                                group_state=GroupState.DEAD.value, protocol_type="", protocol_data="", members=(),
                                authorized_operations=NO_AUTHORIZED_OPERATIONS))
@@ -162,11 +164,12 @@ def list_groups(ctx: RequestContext, req):
         groups = ctx.broker.groups.listed()
     except KafkaError as exc:
         return r("ListGroupsResponse", throttle_time=ZERO_MS, error_code=exc.code, groups=())
+    found = [(g.group_id, g.protocol_type or "", g.state.value, "classic") for g in groups]
+    found += [(g.group_id, "consumer", g.state.value, "consumer") for g in ctx.broker.groups.consumer.groups.values()]
     listed = tuple(
-        r("ListedGroup", group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value,
-          group_type="classic")
-        for g in groups
-        if (not states or g.state.value.lower() in states) and (not types or "classic" in types)
+        r("ListedGroup", group_id=group_id, protocol_type=ptype, group_state=state, group_type=gtype)
+        for group_id, ptype, state, gtype in found
+        if (not states or state.lower() in states) and (not types or gtype in types)
     )
     return r("ListGroupsResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, groups=listed)
 

@@ -15,6 +15,7 @@ import uuid
 from kio.schema.errors import ErrorCode
 
 from ..errors import KafkaError
+from .consumer_coordinator import ConsumerGroupCoordinator
 from .group import Group, GroupState, JoinResult, Member, SyncResult
 from .group_retention import expire_offsets
 from .group_records import GroupValue
@@ -29,7 +30,7 @@ TICK_SECONDS = 0.05
 
 
 class GroupCoordinator:
-    """All classic groups of the broker; the broker's `broker.groups`."""
+    """All classic groups of the broker, and (`consumer`) its consumer groups; the broker's `broker.groups`."""
 
     def __init__(self, broker, offsets: OffsetStore) -> None:
         self.broker = broker
@@ -37,6 +38,7 @@ class GroupCoordinator:
         self.offsets = offsets
         self.groups: dict[str, Group] = {}
         self._task: asyncio.Task | None = None
+        self.consumer = ConsumerGroupCoordinator(self)
         offsets.on_loaded.append(self._restore)
 
     async def start(self) -> None:
@@ -56,10 +58,28 @@ class GroupCoordinator:
 
     def _restore(self, stored: dict[str, GroupValue]) -> None:
         now = self._now()
+        self.consumer.restore(self.offsets.consumer_group_records)
+        self.offsets.consumer_group_records = {}
         for group_id, value in stored.items():
-            self.groups[group_id] = Group.from_value(group_id, value, now)
+            if group_id not in self.consumer.groups:
+                self.groups[group_id] = Group.from_value(group_id, value, now)
         for group_id in self.offsets.groups():
-            self.groups.setdefault(group_id, Group(group_id))
+            if group_id not in self.consumer.groups:
+                self.groups.setdefault(group_id, Group(group_id))
+
+    def release_empty(self, group_id: str) -> bool:
+        """Drop an empty classic group so that a consumer group can take its id (its offsets stay); False if
+        it has members."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return True
+        if not group.is_(EMPTY, DEAD) or group.pending_members:
+            return False
+        del self.groups[group_id]
+        group.transition(DEAD)
+        if group.protocol_type:
+            self.offsets.write_group(group_id, None)
+        return True
 
     # ---- JoinGroup ----
 
@@ -83,6 +103,9 @@ class GroupCoordinator:
             return JoinResult(ErrorCode.invalid_group_id, member_id)
         if not cfg.group_min_session_timeout_ms <= session_ms <= cfg.group_max_session_timeout_ms:
             return JoinResult(ErrorCode.invalid_session_timeout, member_id)
+        if group_id in self.consumer.groups and not self.consumer.release_empty(group_id):
+            # Kafka would let a classic member into a consumer group (online migration); this broker does not.
+            return JoinResult(ErrorCode.inconsistent_group_protocol, member_id)
         group = self.groups.get(group_id)
         if group is None:
             if member_id:
@@ -424,12 +447,18 @@ class GroupCoordinator:
     # ---- offsets, admin ----
 
     def validate_offset_commit(self, group_id: str, member_id: str, generation: int, instance_id: str | None,
-                               transactional: bool = False) -> Group:
+                               transactional: bool = False, api_version: int | None = None):
         """The group an OffsetCommit (or TxnOffsetCommit) may write to; raises KafkaError as Kafka answers.
 
-        Generation -1 from a consumer outside group management commits to an empty (or new) group.
+        Generation -1 from a consumer outside group management commits to an empty (or new) group. For a
+        consumer group the generation is the member epoch.
         """
         self.offsets.check_loaded()
+        consumer_group = self.consumer.groups.get(group_id)
+        if consumer_group is not None:
+            self.consumer.validate_offset_commit(consumer_group, member_id, generation, instance_id, api_version,
+                                                 transactional)
+            return consumer_group
         group = self.groups.get(group_id)
         if group is None:
             if generation >= 0:
@@ -458,8 +487,10 @@ class GroupCoordinator:
         FENCED_INSTANCE_ID, COORDINATOR_LOAD_IN_PROGRESS...) unless the member may commit."""
         self.validate_offset_commit(group_id, member_id or "", generation_id, group_instance_id, transactional=True)
 
-    def group_for_offset_delete(self, group_id: str) -> Group:
+    def group_for_offset_delete(self, group_id: str):
         self.offsets.check_loaded()
+        if group_id in self.consumer.groups:
+            return self.consumer.groups[group_id]
         group = self.groups.get(group_id)
         if group is None or group.is_(DEAD):
             raise KafkaError(ErrorCode.group_id_not_found, f"Group {group_id} not found.")
@@ -470,6 +501,8 @@ class GroupCoordinator:
     def delete_group(self, group_id: str) -> asyncio.Future:
         """DeleteGroups for one group: only an empty group goes; its offsets go with it."""
         self.offsets.check_loaded()
+        if group_id in self.consumer.groups:
+            return self.consumer.delete(group_id)
         group = self.groups.get(group_id)
         if group is None or group.is_(DEAD):
             raise KafkaError(ErrorCode.group_id_not_found, f"Group {group_id} not found.")
@@ -494,6 +527,7 @@ class GroupCoordinator:
                 continue
             try:
                 self._expire_sessions()
+                self.consumer.expire()
                 if self._now() >= next_expiry:
                     next_expiry = self._now() + self.config.offsets_retention_check_interval_ms / 1000
                     self.expire_offsets()
@@ -523,7 +557,11 @@ class GroupCoordinator:
 
     def expire_offsets(self) -> None:
         """Drop offsets past offsets.retention.minutes, and empty groups with no offsets left (as Kafka)."""
-        for group_id in expire_offsets(self.groups, self.offsets, self.config.offsets_retention_minutes * 60_000):
+        for group_id in expire_offsets(self.groups, self.consumer.groups, self.offsets,
+                                       self.config.offsets_retention_minutes * 60_000):
+            if group_id in self.consumer.groups:
+                self.consumer.expire_empty(group_id)
+                continue
             group = self.groups.pop(group_id)
             group.transition(DEAD)
             self.offsets.write_group(group_id, None)

@@ -1,7 +1,7 @@
 """The records of `__consumer_offsets`, in Kafka's own key and value layouts.
 
 Keys carry a version that says what the record is: 0 and 1 are committed offsets (group, topic, partition), 2 is
-a group's metadata (group). We write offset values v3 and group metadata values v3 and read the older versions
+a classic group's metadata (group), 3 and 5 to 8 are consumer group records (see `consumer_group_records`). We write offset values v3 and group metadata values v3 and read the older versions
 Kafka wrote. A record with a null value is a tombstone. Transaction markers in the topic are control records whose
 key is (version, type): type 0 aborts, 1 commits.
 """
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+
+from .consumer_group_records import KEY_VERSIONS as CONSUMER_GROUP_KEYS, ConsumerGroupKey
+from .consumer_group_records import decode_key as decode_consumer_group_key
 
 OFFSET_KEY_VERSION = 1
 GROUP_KEY_VERSION = 2
@@ -156,14 +159,16 @@ def group_value(v: GroupValue) -> bytes:
     return bytes(w.buf)
 
 
-def decode_key(data: bytes) -> OffsetKey | GroupKey | None:
-    """The key of a record; None for record kinds this broker does not keep (the new consumer protocol's)."""
+def decode_key(data: bytes) -> OffsetKey | GroupKey | ConsumerGroupKey | None:
+    """The key of a record; None for record kinds this broker does not keep (share and streams groups')."""
     r = _Reader(data)
     version = r.i16()
     if version in (0, 1):
         return OffsetKey(r.string() or "", r.string() or "", r.i32())
     if version == 2:
         return GroupKey(r.string() or "")
+    if version in CONSUMER_GROUP_KEYS:
+        return decode_consumer_group_key(version, data, r.pos)
     return None
 
 

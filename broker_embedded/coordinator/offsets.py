@@ -24,6 +24,7 @@ from ..errors import KafkaError
 from ..log.batch import CONTROL, HEADER_SIZE, TRANSACTIONAL, parse_header, split_batches
 from ..log.partition import PartitionLog
 from ..log.records import build_batch, iter_records
+from .consumer_group_records import ConsumerGroupKey
 from .group import now_ms
 from .group_records import (
     ABORT, COMMIT, GroupKey, GroupValue, OffsetKey, OffsetValue, control_record, control_type, decode_group_value,
@@ -48,6 +49,8 @@ class OffsetStore:
         self.loading = True
         # Called once the topic is read back, with the stored group metadata (group id -> value).
         self.on_loaded: list[Callable[[dict[str, GroupValue]], None]] = []
+        # Records of consumer groups (KIP-848) as read back, by key, for the group coordinator's restore.
+        self.consumer_group_records: dict[ConsumerGroupKey, bytes] = {}
         self._after_load: list[Callable[[], None]] = []
         self._load_task: asyncio.Task | None = None
         self._plog: PartitionLog | None = None
@@ -132,6 +135,11 @@ class OffsetStore:
                             groups.pop(key.group, None)
                         else:
                             groups[key.group] = decode_group_value(rec.value)
+                    elif isinstance(key, ConsumerGroupKey):
+                        if rec.value is None:
+                            self.consumer_group_records.pop(key, None)
+                        else:
+                            self.consumer_group_records[key] = bytes(rec.value)
             if offset == before:
                 raise RuntimeError(f"{TOPIC} cannot be read past offset {offset}")
 
@@ -207,10 +215,39 @@ class OffsetStore:
         written.add_done_callback(settle)
         return done
 
-    def delete_group(self, group_id: str) -> asyncio.Future:
-        """Tombstones for a deleted group: its offsets and its metadata."""
+    def write_records(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> asyncio.Future:
+        """Append a consumer group's records (key, value or None for a tombstone), best effort as `write_group`."""
+        if not records:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        try:
+            written = self._append(records)
+        except KafkaError as exc:
+            log.warning("cannot store the metadata of group %s: %s", group_id, exc)
+            written = asyncio.get_running_loop().create_future()
+            written.set_result(None)
+            return written
+        done = asyncio.get_running_loop().create_future()
+
+        def settle(fut: asyncio.Future) -> None:
+            if fut.exception() is not None:
+                log.warning("cannot store the metadata of group %s: %s", group_id, fut.exception())
+            if not done.done():
+                done.set_result(None)
+
+        written.add_done_callback(settle)
+        return done
+
+    def delete_group(self, group_id: str, classic: bool = True) -> asyncio.Future:
+        """Tombstones for a deleted group: its offsets and (for a classic group) its metadata."""
         records = [(offset_key(group_id, t, p), None) for t, p in self.offsets.get(group_id, {})]
-        records.append((group_key(group_id), None))
+        if classic:
+            records.append((group_key(group_id), None))
+        elif not records:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
         written = self._append(records)
         self.offsets.pop(group_id, None)
         return written

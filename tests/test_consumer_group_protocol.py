@@ -1,0 +1,338 @@
+"""The consumer group protocol (KIP-848) driven with raw ConsumerGroupHeartbeat requests, so that every epoch and
+assignment the coordinator hands out is visible: server-side assignment, the revoke-before-assign reconciliation,
+leaving, static members, offsets committed with member epochs, and the rules between classic and consumer groups.
+
+Scenarios that need no broker setting run against the embedded broker and, with `--kafka`, against Apache Kafka.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+
+import pytest
+from kio.schema.errors import ErrorCode
+
+from wire import Conn
+
+pytestmark = pytest.mark.timeout(90)
+
+HEARTBEAT, CG_DESCRIBE, COMMIT, FETCH, JOIN, DESCRIBE, LIST, DELETE, METADATA = (
+    (68, 1), (69, 1), (8, 9), (9, 9), (11, 9), (15, 6), (16, 5), (42, 2), (3, 12))
+
+
+def _ms(n: int) -> datetime.timedelta:
+    return datetime.timedelta(milliseconds=n)
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> uuid.UUID:
+    """Create a topic and wait until Metadata shows it with its id."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+    c = Conn(bootstrap)
+    m = c.m(METADATA)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            resp = c.call(METADATA, topics=(m.MetadataRequestTopic(topic_id=None, name=name),),
+                          allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+            t = resp.topics[0]
+            if t.error_code == ErrorCode.none and len(t.partitions) == partitions:
+                return t.topic_id
+            assert time.monotonic() < deadline, t
+            time.sleep(0.1)
+    finally:
+        c.close()
+
+
+class Member:
+    """A consumer-protocol member on its own connection; `owned` is what it reports owning."""
+
+    def __init__(self, bootstrap: str, group: str, topics: tuple[str, ...] = (), regex: str | None = None,
+                 instance_id: str | None = None) -> None:
+        self.c = Conn(bootstrap)
+        self.group = group
+        self.topics = topics
+        self.regex = regex
+        self.instance_id = instance_id
+        self.member_id = str(uuid.uuid4())
+        self.epoch = 0
+        self.owned: dict[uuid.UUID, set[int]] = {}
+
+    def heartbeat(self, epoch: int | None = None, owned: dict | None = None, full: bool = False):
+        """One heartbeat; on success adopt the epoch and the assignment (immediately, as if revoked at once)."""
+        m = self.c.m(HEARTBEAT)
+        epoch = self.epoch if epoch is None else epoch
+        joining = epoch == 0 or full
+        owned = self.owned if owned is None else owned
+        resp = self.c.call(
+            HEARTBEAT, group_id=self.group, member_id=self.member_id, member_epoch=epoch,
+            instance_id=self.instance_id, rack_id=None, rebalance_timeout=_ms(30000 if joining else -1),
+            subscribed_topic_names=(self.topics if self.regex is None else ()) if joining else None,
+            subscribed_topic_regex=self.regex if joining else None, server_assignor=None,
+            topic_partitions=tuple(m.TopicPartitions(topic_id=t, partitions=tuple(sorted(ps)))
+                                   for t, ps in owned.items() if ps) if epoch > 0 or joining else None)
+        if resp.error_code == ErrorCode.none and epoch >= 0:
+            self.epoch = resp.member_epoch
+            if resp.assignment is not None:
+                self.owned = {tp.topic_id: set(tp.partitions) for tp in resp.assignment.topic_partitions
+                              if tp.partitions}
+        return resp
+
+    def count(self) -> int:
+        return sum(len(ps) for ps in self.owned.values())
+
+    def leave(self, epoch: int = -1):
+        return self.heartbeat(epoch=epoch, owned={})
+
+    def close(self) -> None:
+        self.c.close()
+
+
+def heartbeat_until(member: Member, predicate, timeout: float = 20, **kw):
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = member.heartbeat(**kw)
+        assert resp.error_code == ErrorCode.none, resp
+        if predicate(resp):
+            return resp
+        assert time.monotonic() < deadline, (resp, member.owned)
+        time.sleep(0.1)
+
+
+def describe(conn: Conn, group: str):
+    return conn.call(CG_DESCRIBE, group_ids=(group,), include_authorized_operations=False).groups[0]
+
+
+@pytest.fixture
+def group() -> str:
+    return "cg-" + uuid.uuid4().hex[:12]
+
+
+def test_partitions_move_only_after_their_owner_revoked_them(bootstrap, group, topic_name):
+    topic_id = create_topic(bootstrap, topic_name, 4)
+    a = Member(bootstrap, group, (topic_name,))
+    b = Member(bootstrap, group, (topic_name,))
+    try:
+        first = a.heartbeat()
+        assert first.error_code == ErrorCode.none and first.member_id == a.member_id
+        assert first.heartbeat_interval.total_seconds() > 0
+        heartbeat_until(a, lambda r: a.owned == {topic_id: {0, 1, 2, 3}})
+        epoch_a = a.epoch
+        assert epoch_a >= 1
+
+        # B joins: the group epoch goes up, but A still owns everything, so B gets nothing yet.
+        resp = b.heartbeat()
+        assert resp.error_code == ErrorCode.none and resp.member_epoch > epoch_a
+        assert resp.assignment is not None and b.owned == {}
+        # A is told to give up two partitions and keeps its epoch until it has done so.
+        resp = a.heartbeat(owned={topic_id: {0, 1, 2, 3}})
+        assert resp.member_epoch == epoch_a and resp.assignment is not None
+        kept = {tp.topic_id: set(tp.partitions) for tp in resp.assignment.topic_partitions}
+        assert len(kept[topic_id]) == 2
+        # Until A's heartbeat says it revoked them, B is still not given them.
+        assert b.heartbeat().error_code == ErrorCode.none and b.owned == {}
+        assert a.heartbeat(owned={topic_id: {0, 1, 2, 3}}).member_epoch == epoch_a
+        assert b.heartbeat().error_code == ErrorCode.none and b.owned == {}
+        # A acknowledges the revocation: it moves to the new epoch, B gets the two partitions.
+        resp = a.heartbeat(owned=kept)
+        assert resp.member_epoch == b.epoch
+        a.owned = kept
+        heartbeat_until(b, lambda r: b.count() == 2)
+        assert a.owned[topic_id].isdisjoint(b.owned[topic_id])
+        assert a.owned[topic_id] | b.owned[topic_id] == {0, 1, 2, 3}
+
+        c = Conn(bootstrap)
+        d = describe(c, group)
+        assert d.error_code == ErrorCode.none and d.group_state == "Stable" and d.assignor_name == "uniform"
+        assert d.group_epoch == d.assignment_epoch == b.epoch
+        members = {m.member_id: m for m in d.members}
+        assert set(members) == {a.member_id, b.member_id}
+        assert {p for tp in members[b.member_id].assignment.topic_partitions for p in tp.partitions} == \
+            b.owned[topic_id]
+        assert members[a.member_id].assignment.topic_partitions[0].topic_name == topic_name
+        listed = c.call(LIST, states_filter=(), types_filter=("consumer",)).groups
+        assert [(g.group_id, g.protocol_type, g.group_state, g.group_type) for g in listed
+                if g.group_id == group] == [(group, "consumer", "Stable", "consumer")]
+        assert group not in [g.group_id for g in c.call(LIST, states_filter=(), types_filter=("classic",)).groups]
+        c.close()
+
+        # A leaves: B gets everything.
+        left = a.leave()
+        assert left.error_code == ErrorCode.none and left.member_epoch == -1
+        heartbeat_until(b, lambda r: b.owned == {topic_id: {0, 1, 2, 3}})
+        assert a.heartbeat(epoch=a.epoch).error_code == ErrorCode.unknown_member_id
+    finally:
+        a.close()
+        b.close()
+
+
+def test_heartbeat_errors(bootstrap, group, topic_name):
+    create_topic(bootstrap, topic_name, 1)
+    a = Member(bootstrap, group, (topic_name,))
+    try:
+        # Unknown member, unknown group, missing fields on join, epochs the coordinator never gave.
+        assert a.heartbeat(epoch=3).error_code == ErrorCode.group_id_not_found
+        m = a.c.m(HEARTBEAT)
+        resp = a.c.call(HEARTBEAT, group_id=group, member_id=a.member_id, member_epoch=0, instance_id=None,
+                        rack_id=None, rebalance_timeout=_ms(-1), subscribed_topic_names=(topic_name,),
+                        subscribed_topic_regex=None, server_assignor=None, topic_partitions=())
+        assert resp.error_code == ErrorCode.invalid_request
+        resp = a.c.call(HEARTBEAT, group_id=group, member_id="", member_epoch=0, instance_id=None, rack_id=None,
+                        rebalance_timeout=_ms(1000), subscribed_topic_names=(topic_name,),
+                        subscribed_topic_regex=None, server_assignor=None, topic_partitions=())
+        assert resp.error_code == ErrorCode.invalid_request
+        resp = a.c.call(HEARTBEAT, group_id=group, member_id=a.member_id, member_epoch=0, instance_id=None,
+                        rack_id=None, rebalance_timeout=_ms(1000), subscribed_topic_names=(topic_name,),
+                        subscribed_topic_regex=None, server_assignor="nope", topic_partitions=())
+        assert resp.error_code == ErrorCode.unsupported_assignor
+        resp = a.c.call(HEARTBEAT, group_id=group, member_id=a.member_id, member_epoch=0, instance_id=None,
+                        rack_id=None, rebalance_timeout=_ms(1000), subscribed_topic_names=None,
+                        subscribed_topic_regex="(", server_assignor=None, topic_partitions=())
+        assert resp.error_code == ErrorCode.invalid_regular_expression
+        assert m is not None
+        heartbeat_until(a, lambda r: a.count() == 1)
+        assert a.heartbeat(epoch=a.epoch + 5).error_code == ErrorCode.fenced_member_epoch
+        stranger = Member(bootstrap, group, (topic_name,))
+        assert stranger.heartbeat(epoch=1).error_code == ErrorCode.unknown_member_id
+        stranger.close()
+        c = Conn(bootstrap)
+        d = describe(c, "cg-unknown-" + uuid.uuid4().hex[:8])
+        assert d.error_code == ErrorCode.group_id_not_found
+        c.close()
+    finally:
+        a.close()
+
+
+def test_offsets_are_committed_with_the_member_epoch(bootstrap, group, topic_name, kafka_reference):
+    topic_id = create_topic(bootstrap, topic_name, 1)
+    a = Member(bootstrap, group, (topic_name,))
+    c = Conn(bootstrap)
+    try:
+        heartbeat_until(a, lambda r: a.owned == {topic_id: {0}})
+
+        def commit(member_id: str, epoch: int, offset: int):
+            m = c.m(COMMIT)
+            resp = c.call(COMMIT, group_id=group, generation_id_or_member_epoch=epoch, member_id=member_id,
+                          group_instance_id=None, topics=(m.OffsetCommitRequestTopic(name=topic_name, partitions=(
+                              m.OffsetCommitRequestPartition(partition_index=0, committed_offset=offset,
+                                                             committed_leader_epoch=-1, committed_metadata=""),)),))
+            return resp.topics[0].partitions[0].error_code
+
+        def fetch(member_id: str | None, epoch: int):
+            m = c.m(FETCH)
+            resp = c.call(FETCH, groups=(m.OffsetFetchRequestGroup(
+                group_id=group, member_id=member_id, member_epoch=epoch,
+                topics=(m.OffsetFetchRequestTopics(name=topic_name, partition_indexes=(0,)),)),), require_stable=True)
+            g = resp.groups[0]
+            return g.error_code, [p.committed_offset for t in g.topics for p in t.partitions]
+
+        assert commit(a.member_id, a.epoch, 5) == ErrorCode.none
+        assert commit(a.member_id, a.epoch + 1, 6) == ErrorCode.stale_member_epoch
+        assert commit(a.member_id, a.epoch - 1, 6) == ErrorCode.stale_member_epoch
+        assert commit("someone-else", a.epoch, 6) == ErrorCode.unknown_member_id
+        assert commit("", -1, 6) == ErrorCode.unknown_member_id  # the group is not empty
+        assert fetch(a.member_id, a.epoch) == (ErrorCode.none, [5])
+        assert fetch(None, -1) == (ErrorCode.none, [5])  # an admin fetch
+        assert fetch(a.member_id, a.epoch + 1)[0] == ErrorCode.stale_member_epoch
+        assert fetch("someone-else", a.epoch)[0] == ErrorCode.unknown_member_id
+
+        if not kafka_reference:
+            # A classic JoinGroup for a consumer group with members is refused (Kafka would take the classic
+            # member into the consumer group: online migration, which this broker does not do).
+            m = c.m(JOIN)
+            join = c.call(JOIN, group_id=group, session_timeout=_ms(10000), rebalance_timeout=_ms(10000),
+                          member_id="", group_instance_id=None, protocol_type="consumer",
+                          protocols=(m.JoinGroupRequestProtocol(name="range", metadata=b"\0\0\0\0\0\0"),),
+                          reason=None)
+            assert join.error_code == ErrorCode.inconsistent_group_protocol
+        # DescribeGroups does not show a consumer group.
+        described = c.call(DESCRIBE, groups=(group,), include_authorized_operations=False).groups[0]
+        assert described.error_code == ErrorCode.group_id_not_found
+        assert c.call(DELETE, groups_names=(group,)).results[0].error_code == ErrorCode.non_empty_group
+
+        # Once the last member left, the group is Empty and an admin commit is accepted; it can be deleted.
+        assert a.leave().error_code == ErrorCode.none
+        assert describe(c, group).group_state == "Empty"
+        assert commit("", -1, 7) == ErrorCode.none
+        assert fetch(None, -1) == (ErrorCode.none, [7])
+        assert c.call(DELETE, groups_names=(group,)).results[0].error_code == ErrorCode.none
+        assert describe(c, group).error_code == ErrorCode.group_id_not_found
+    finally:
+        a.close()
+        c.close()
+
+
+def test_classic_group_refuses_consumer_heartbeats_until_empty(bootstrap, group, topic_name):
+    create_topic(bootstrap, topic_name, 1)
+    c = Conn(bootstrap)
+    m = c.m(JOIN)
+
+    def join(member_id: str = ""):
+        return c.call(JOIN, group_id=group, session_timeout=_ms(10000), rebalance_timeout=_ms(10000),
+                      member_id=member_id, group_instance_id=None, protocol_type="consumer",
+                      protocols=(m.JoinGroupRequestProtocol(name="range", metadata=b"\0\0\0\0\0\0"),), reason=None)
+
+    a = Member(bootstrap, group, (topic_name,))
+    try:
+        first = join()
+        assert join(first.member_id).error_code == ErrorCode.none
+        resp = a.heartbeat()
+        assert resp.error_code == ErrorCode.group_id_not_found
+        d = describe(c, group)
+        assert d.error_code == ErrorCode.group_id_not_found
+        # The classic member leaves: the empty classic group becomes a consumer group on the next heartbeat.
+        mm = c.m((13, 5))
+        c.call((13, 5), group_id=group, members=(mm.MemberIdentity(member_id=first.member_id, group_instance_id=None,
+                                                                   reason=None),))
+        assert a.heartbeat().error_code == ErrorCode.none
+        assert describe(c, group).error_code == ErrorCode.none
+    finally:
+        a.close()
+        c.close()
+
+
+def test_regex_subscription_follows_new_topics(bootstrap, group, topic_name):
+    first = create_topic(bootstrap, topic_name + "-a", 2)
+    a = Member(bootstrap, group, regex=topic_name.replace("-", "\\-") + "\\-.*")
+    try:
+        heartbeat_until(a, lambda r: a.owned == {first: {0, 1}})
+        second = create_topic(bootstrap, topic_name + "-b", 1)
+        heartbeat_until(a, lambda r: a.owned == {first: {0, 1}, second: {0}}, timeout=30)
+        c = Conn(bootstrap)
+        d = describe(c, group)
+        assert d.members[0].subscribed_topic_regex == a.regex
+        c.close()
+    finally:
+        a.close()
+
+
+def test_static_member_comes_back_to_its_partitions(bootstrap, group, topic_name):
+    topic_id = create_topic(bootstrap, topic_name, 2)
+    a = Member(bootstrap, group, (topic_name,), instance_id="instance-a")
+    b = Member(bootstrap, group, (topic_name,), instance_id="instance-b")
+    try:
+        heartbeat_until(a, lambda r: a.count() == 2)
+        b.heartbeat()
+        heartbeat_until(a, lambda r: a.count() == 1 and a.epoch == b.epoch)  # revoked, and said so
+        heartbeat_until(b, lambda r: b.count() == 1)
+        b_partitions = b.owned
+        # Another process with B's instance id cannot join while B is there.
+        intruder = Member(bootstrap, group, (topic_name,), instance_id="instance-b")
+        assert intruder.heartbeat().error_code == ErrorCode.unreleased_instance_id
+        # B leaves for a while (epoch -2): it keeps its partitions, and a new B process takes them over at once.
+        assert b.leave(epoch=-2).member_epoch == -2
+        resp = intruder.heartbeat()
+        assert resp.error_code == ErrorCode.none and intruder.owned == b_partitions
+        assert resp.member_epoch == a.epoch
+        # The old B process is fenced; A is not disturbed.
+        assert b.heartbeat(epoch=b.epoch).error_code in (ErrorCode.fenced_instance_id, ErrorCode.unknown_member_id)
+        assert a.heartbeat().member_epoch == resp.member_epoch and a.count() == 1
+        assert topic_id in intruder.owned
+        intruder.close()
+    finally:
+        a.close()
+        b.close()
