@@ -49,7 +49,8 @@ class RequestContext:
 HANDLERS: dict[int, Api] = {}
 
 MODULES = ("versions", "metadata", "produce", "fetch", "offsets", "admin", "configs", "txn", "producers", "groups", "group_offsets",
-           "delete_records", "sasl", "scram")
+           "delete_records", "sasl", "scram", "features", "log_dirs", "replication", "cluster", "topic_partitions",
+           "disabled")
 MODULES += ("consumer_groups",)  # the consumer group protocol (KIP-848)
 
 

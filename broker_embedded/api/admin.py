@@ -109,11 +109,21 @@ def create_partitions(ctx: RequestContext, req):
     return r("CreatePartitionsResponse", throttle_time=ZERO_MS, results=tuple(results))
 
 
-@handles(60, 0, 1)
+BROKER_ENDPOINT = 1
+
+
+@handles(60, 0, 2)
 def describe_cluster(ctx: RequestContext, req):
     r = ctx.reply
     node_id, host, port = broker_endpoint(ctx)
-    brokers = (r("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=None),)
+    wanted = getattr(req, "endpoint_type", BROKER_ENDPOINT)
+    if wanted != BROKER_ENDPOINT:  # v1+: a client looking for controllers; this node has broker endpoints only
+        return r("DescribeClusterResponse", throttle_time=ZERO_MS, error_code=ErrorCode.mismatched_endpoint_type,
+                 error_message="The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type "
+                               "CONTROLLER", endpoint_type=BROKER_ENDPOINT, cluster_id="", controller_id=-1,
+                 brokers=(), cluster_authorized_operations=-2147483648)
+    # v2: is_fenced (KIP-1073); a live single node is never fenced.
+    brokers = (r("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=None, is_fenced=False),)
     return r("DescribeClusterResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, error_message=None,
              endpoint_type=1, cluster_id=ctx.broker.config.cluster_id, controller_id=node_id, brokers=brokers,
              cluster_authorized_operations=-2147483648)

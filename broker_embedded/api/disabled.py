@@ -5,12 +5,16 @@ a client sees the same answer from this node as from Kafka.
 
 from __future__ import annotations
 
+import datetime
+
 from kio.schema.errors import ErrorCode
 
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
 
 OFF = ErrorCode.unsupported_version
+# Kafka answers a refused token request with -1 timestamps; kio writes a datetime, so -1 ms is one before the epoch.
+NO_TIME = datetime.datetime.fromtimestamp(-0.001, datetime.UTC)
 
 
 @handles(76, 1, 1)
@@ -71,19 +75,19 @@ def _token_error(ctx: RequestContext) -> ErrorCode:
 def create_delegation_token(ctx: RequestContext, req):
     return ctx.reply("CreateDelegationTokenResponse", error_code=_token_error(ctx), principal_type="",
                      principal_name="", token_requester_principal_type="", token_requester_principal_name="",
-                     issue_timestamp=None, expiry_timestamp=None, max_timestamp=None, token_id="", hmac=b"",
+                     issue_timestamp=NO_TIME, expiry_timestamp=NO_TIME, max_timestamp=NO_TIME, token_id="", hmac=b"",
                      throttle_time=ZERO_MS)
 
 
 @handles(39, 1, 2)
 def renew_delegation_token(ctx: RequestContext, req):
-    return ctx.reply("RenewDelegationTokenResponse", error_code=_token_error(ctx), expiry_timestamp=None,
+    return ctx.reply("RenewDelegationTokenResponse", error_code=_token_error(ctx), expiry_timestamp=NO_TIME,
                      throttle_time=ZERO_MS)
 
 
 @handles(40, 1, 2)
 def expire_delegation_token(ctx: RequestContext, req):
-    return ctx.reply("ExpireDelegationTokenResponse", error_code=_token_error(ctx), expiry_timestamp=None,
+    return ctx.reply("ExpireDelegationTokenResponse", error_code=_token_error(ctx), expiry_timestamp=NO_TIME,
                      throttle_time=ZERO_MS)
 
 

@@ -9,11 +9,12 @@ from kio.schema.errors import ErrorCode
 from ..log.partition import OffsetOutOfRange
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .metadata import topic_name_of
 
 READ_COMMITTED = 1
 
 
-@handles(1, 4, 12)
+@handles(1, 4, 18)
 async def fetch(ctx: RequestContext, req):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + req.max_wait.total_seconds()
@@ -26,8 +27,9 @@ async def fetch(ctx: RequestContext, req):
         await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         for w in waiters:
             w.cancel()
+    # v16+ may name the leaders of partitions that moved (KIP-951); on one node none ever moves.
     return ctx.reply("FetchResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, session_id=0,
-                     responses=tuple(responses))
+                     responses=tuple(responses), node_endpoints=())
 
 
 def _read(ctx: RequestContext, req):
@@ -43,11 +45,13 @@ def _read(ctx: RequestContext, req):
     logs = []
     responses = []
     for ft in req.topics:
+        name = topic_name_of(broker, ft)  # v13+ name topics by id
         parts = []
         for fp in ft.partitions:
-            plog = broker.partition(ft.topic, fp.partition)
+            plog = broker.partition(name, fp.partition)
             if plog is None:
-                parts.append(_partition(r, fp.partition, ErrorCode.unknown_topic_or_partition, -1, -1, -1, None))
+                missing = ErrorCode.unknown_topic_or_partition if name is not None else ErrorCode.unknown_topic_id
+                parts.append(_partition(r, fp.partition, missing, -1, -1, -1, None))
                 continue
             logs.append(plog)
             hw = plog.high_watermark
@@ -68,7 +72,7 @@ def _read(ctx: RequestContext, req):
             total += len(records)
             budget -= len(records)
             parts.append(_partition(r, fp.partition, code, hw, lso, plog.log_start_offset, records, aborted))
-        responses.append(r("FetchableTopicResponse", topic=ft.topic, partitions=tuple(parts)))
+        responses.append(r("FetchableTopicResponse", topic=name, topic_id=getattr(ft, "topic_id", None), partitions=tuple(parts)))
     return responses, total, logs
 
 

@@ -14,6 +14,16 @@ from .errors import error_code
 NO_TOPIC_ID = uuid.UUID(int=0)
 
 
+def topic_name_of(broker, entry) -> str | None:
+    """The topic a request entry names: by `name` (or `topic`) in older versions, by `topic_id` in newer ones
+    (Produce v13, Fetch v13+); None for an id no topic has."""
+    topic_id = getattr(entry, "topic_id", None)
+    if topic_id is not None and topic_id != NO_TOPIC_ID:
+        topic = broker.topics.by_id.get(topic_id)
+        return None if topic is None else topic.name
+    return getattr(entry, "name", None) or getattr(entry, "topic", None)
+
+
 def broker_endpoint(ctx: RequestContext) -> tuple[int, str, int]:
     """(node id, host, port) as the client should reach this broker: the advertised address of the listener
     the request came through."""
@@ -24,7 +34,7 @@ def broker_endpoint(ctx: RequestContext) -> tuple[int, str, int]:
     return cfg.node_id, cfg.advertised_host or cfg.host, ctx.broker.advertised_port
 
 
-@handles(3, 0, 12)
+@handles(3, 0, 13)
 def metadata(ctx: RequestContext, req):
     r = ctx.reply
     broker = ctx.broker
@@ -61,7 +71,7 @@ def metadata(ctx: RequestContext, req):
                         topic_id=topic.topic_id, is_internal=topic.internal, partitions=partitions,
                         topic_authorized_operations=-2147483648))
     brokers = (r("MetadataResponseBroker", node_id=node_id, host=host, port=port, rack=None),)
-    return r("MetadataResponse", throttle_time=ZERO_MS, brokers=brokers, cluster_id=broker.config.cluster_id,
+    return r("MetadataResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, brokers=brokers, cluster_id=broker.config.cluster_id,
              controller_id=node_id, topics=tuple(topics), cluster_authorized_operations=-2147483648)
 
 

@@ -10,7 +10,7 @@ from . import RequestContext, handles
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
 
 
-@handles(2, 1, 9)
+@handles(2, 1, 10)  # v10 adds a timeout for tiered storage reads: nothing here is tiered
 def list_offsets(ctx: RequestContext, req):
     r = ctx.reply
     broker = ctx.broker

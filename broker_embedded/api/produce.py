@@ -14,28 +14,36 @@ from ..log.records import keyless_records
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
 from .errors import KafkaError, error_code
+from .metadata import topic_name_of
+
+# v12 tells the broker that the producer adds partitions to its transaction implicitly (KIP-890): served
+# only with that protocol; v13 names topics by id.
+PRODUCE_MAX_VERSION = 11
 
 
-@handles(0, 0, 11)
+@handles(0, 0, PRODUCE_MAX_VERSION)
 async def produce(ctx: RequestContext, req):
     broker = ctx.broker
     acks = req.acks
     durable = acks == -1 and broker.config.flush_on_ack
-    results: list[tuple[str, list[dict]]] = []
+    results: list[tuple[str | None, object, list[dict]]] = []
     waits: list[tuple[asyncio.Future, dict]] = []
     for td in req.topic_data:
+        name = topic_name_of(broker, td)  # v13+: by topic id; None if unknown
         parts = []
         for pd in td.partition_data:
             result = {"index": pd.index, "error_code": ErrorCode.none, "error_message": None, "base_offset": -1,
                       "log_start_offset": -1, "log_append_time": None}  # kio writes a None time as -1
             parts.append(result)
-            plog = broker.partition(td.name, pd.index)
+            plog = broker.partition(name, pd.index)
             try:
                 if acks not in (0, 1, -1):
                     raise KafkaError(ErrorCode.invalid_required_acks, f"acks must be 0, 1 or -1, got {acks}")
+                if plog is None and name is None:
+                    raise KafkaError(ErrorCode.unknown_topic_id, f"Unknown topic id {td.topic_id}")
                 if plog is None:
                     raise KafkaError(ErrorCode.unknown_topic_or_partition,
-                                     f"This server does not host this topic-partition: {td.name}-{pd.index}")
+                                     f"This server does not host this topic-partition: {name}-{pd.index}")
                 data = pd.records or b""
                 batches = split_batches(data)
                 if len(batches) != 1:  # Kafka: v3+ carries exactly one batch per partition
@@ -48,9 +56,9 @@ async def produce(ctx: RequestContext, req):
                         raise KafkaError(ErrorCode.message_too_large,
                                          f"batch of {header.size} bytes exceeds max.message.bytes {limit}")
                 if plog.config.compact:
-                    _check_keys(data, batches, f"{td.name}-{pd.index}")
+                    _check_keys(data, batches, f"{name}-{pd.index}")
                 # Idempotence and transaction checks; a retried duplicate gets its original offset.
-                result["base_offset"] = broker.producers.append(plog, td.name, pd.index, data, batches)
+                result["base_offset"] = broker.producers.append(plog, name, pd.index, data, batches)
             except RecordErrors as exc:
                 result.update(error_code=exc.code, error_message=str(exc), record_errors=exc.errors,
                               log_start_offset=plog.log_start_offset)
@@ -72,7 +80,7 @@ async def produce(ctx: RequestContext, req):
                 waits.append((broker.flusher.flush(plog), result))
             elif plog.unflushed_messages >= plog.config.flush_messages:
                 broker.flusher.request(plog)
-        results.append((td.name, parts))
+        results.append((name, td, parts))
     for fut, result in waits:
         try:
             await fut
@@ -85,11 +93,11 @@ async def produce(ctx: RequestContext, req):
         return None
     r = ctx.reply
     topics = tuple(
-        r("TopicProduceResponse", name=name, partition_responses=tuple(
+        r("TopicProduceResponse", name=name, topic_id=getattr(td, "topic_id", None), partition_responses=tuple(
             r("PartitionProduceResponse", **{**result, "record_errors": tuple(
                 r("BatchIndexAndErrorMessage", batch_index=i, batch_index_error_message=m)
                 for i, m in result.get("record_errors", ()))}) for result in parts))
-        for name, parts in results
+        for name, td, parts in results
     )
     return r("ProduceResponse", responses=topics, throttle_time=ZERO_MS)
 
