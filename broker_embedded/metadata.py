@@ -175,10 +175,11 @@ class TopicRegistry:
         topic = self.topics.get(name)
         if topic is None:
             raise UnknownTopic(f"Topic '{name}' does not exist.")
-        if count <= topic.partitions:
-            raise InvalidPartitions(
-                f"Topic currently has {topic.partitions} partitions, {count} would not be an increase."
-            )
+        if count == topic.partitions:
+            raise InvalidPartitions(f"Topic already has {count} partition(s).")
+        if count < topic.partitions:
+            raise InvalidPartitions(f"The topic {name} currently has {topic.partitions} partition(s); {count} would "
+                                    "not be an increase.")
         if count > MAX_PARTITIONS:
             raise InvalidPartitions(f"Number of partitions must be at most {MAX_PARTITIONS}, got {count}.")
         if validate_only:

@@ -301,3 +301,105 @@ def test_configs_checked_together_and_on_alter(bootstrap, topic_name):
         ErrorCode.invalid_config
     assert incremental(("segment.bytes", 0, "1048576"), ("cleanup.policy", 2, "compact")) == (ErrorCode.none, None)
     conn.close()
+
+
+# ---- Replica assignments naming brokers that do not exist; TxnOffsetCommit for missing partitions ----------
+
+
+def _node_id(conn: Conn) -> int:
+    return conn.call((3, 12), topics=(), allow_auto_topic_creation=False,
+                     include_topic_authorized_operations=False).brokers[0].node_id
+
+
+def test_create_topics_checks_manual_assignments(bootstrap, topic_name):
+    import datetime
+
+    conn = Conn(bootstrap)
+    node = _node_id(conn)
+    m = conn.m((19, 7))
+
+    def create(assignments, partitions=-1, rf=-1):
+        t = m.CreatableTopic(name=topic_name, num_partitions=partitions, replication_factor=rf, configs=(),
+                             assignments=tuple(m.CreatableReplicaAssignment(partition_index=i, broker_ids=tuple(b))
+                                               for i, b in assignments))
+        got = conn.call((19, 7), topics=(t,), timeout=datetime.timedelta(seconds=30), validate_only=True).topics[0]
+        return got.error_code, got.error_message
+
+    bad = ErrorCode.invalid_replica_assignment
+    assert create([(0, [7])]) == (bad, "The manual partition assignment includes broker 7, but no such broker is registered.")
+    assert create([(0, [node, 7])]) == (bad, "The manual partition assignment includes broker 7, but no such broker is registered.")
+    assert create([(0, [node, node])]) == (bad, f"The manual partition assignment includes the broker {node} more than once.")
+    assert create([(0, [])]) == (bad, "The manual partition assignment includes an empty replica list.")
+    assert create([(1, [node])]) == (bad, "partitions should be a consecutive 0-based integer sequence")
+    assert create([(0, [node]), (0, [node])]) == (bad, "Found multiple manual partition assignments for partition 0")
+    assert create([(0, [node])], partitions=1) == (
+        ErrorCode.invalid_request, "A manual partition assignment was specified, but numPartitions was not set to -1.")
+    assert create([(0, [node])], rf=1) == (
+        ErrorCode.invalid_request,
+        "A manual partition assignment was specified, but replication factor was not set to -1.")
+    assert create([(0, [node]), (1, [node])]) == (ErrorCode.none, None)
+    conn.close()
+
+
+def test_create_partitions_checks_assignments(bootstrap, topic_name):
+    import datetime
+
+    conn = Conn(bootstrap)
+    node = _node_id(conn)
+    assert _create(conn, topic_name, 3).error_code == ErrorCode.none
+    m = conn.m((37, 3))
+
+    def grow(count, assignments):
+        t = m.CreatePartitionsTopic(name=topic_name, count=count, assignments=None if assignments is None else tuple(
+            m.CreatePartitionsAssignment(broker_ids=tuple(b)) for b in assignments))
+        got = conn.call((37, 3), topics=(t,), timeout=datetime.timedelta(seconds=30), validate_only=True).results[0]
+        return got.error_code, got.error_message
+
+    bad = ErrorCode.invalid_replica_assignment
+    assert grow(4, [[7]]) == (bad, "The manual partition assignment includes broker 7, but no such broker is registered.")
+    assert grow(4, [[node, node]]) == (bad, f"The manual partition assignment includes the broker {node} more than once.")
+    assert grow(4, [[]]) == (bad, "The manual partition assignment includes an empty replica list.")
+    assert grow(5, [[node]]) == (bad, "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified.")
+    assert grow(3, None) == (ErrorCode.invalid_partitions, "Topic already has 3 partition(s).")
+    assert grow(2, None) == (ErrorCode.invalid_partitions,
+                             f"The topic {topic_name} currently has 3 partition(s); 2 would not be an increase.")
+    assert grow(5, [[node], [node]]) == (ErrorCode.none, None)
+    conn.close()
+
+
+def test_txn_offset_commit_for_missing_partitions(bootstrap, topic_name):
+    """Partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION; the others are committed."""
+    import datetime
+
+    conn = Conn(bootstrap)
+    assert _create(conn, topic_name, 1).error_code == ErrorCode.none
+    tid, group = topic_name + "-txn", topic_name + "-group"
+    deadline = time.monotonic() + 30
+    for key_type, key in ((1, tid), (0, group)):
+        while conn.call((10, 3), key=key, key_type=key_type).error_code != ErrorCode.none:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    while True:  # a fresh Kafka may still be loading its transaction log
+        init = conn.call((22, 4), transactional_id=tid, transaction_timeout=datetime.timedelta(seconds=60),
+                         producer_id=-1, producer_epoch=-1)
+        if init.error_code == ErrorCode.none:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    pid, epoch = init.producer_id, init.producer_epoch
+    assert conn.call((25, 3), transactional_id=tid, producer_id=pid, producer_epoch=epoch,
+                     group_id=group).error_code == ErrorCode.none
+    m = conn.m((28, 3))
+
+    def part(i):
+        return m.TxnOffsetCommitRequestPartition(partition_index=i, committed_offset=0, committed_leader_epoch=-1,
+                                                 committed_metadata="")
+
+    got = conn.call((28, 3), transactional_id=tid, group_id=group, producer_id=pid, producer_epoch=epoch,
+                    generation_id=-1, member_id="", group_instance_id=None, topics=(
+                        m.TxnOffsetCommitRequestTopic(name=topic_name, partitions=(part(0), part(5))),
+                        m.TxnOffsetCommitRequestTopic(name=topic_name + "-missing", partitions=(part(0),))))
+    codes = {(t.name, p.partition_index): p.error_code for t in got.topics for p in t.partitions}
+    assert codes == {(topic_name, 0): ErrorCode.none, (topic_name, 5): ErrorCode.unknown_topic_or_partition,
+                     (topic_name + "-missing", 0): ErrorCode.unknown_topic_or_partition}
+    conn.close()

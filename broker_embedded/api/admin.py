@@ -26,14 +26,7 @@ def create_topics(ctx: RequestContext, req):
             seen.add(t.name)
             partitions = t.num_partitions
             if t.assignments:
-                if partitions != -1 or t.replication_factor != -1:
-                    raise KafkaError(ErrorCode.invalid_request,
-                                     "Both numPartitions or replicationFactor and replicasAssignments were set.")
-                for a in t.assignments:
-                    if list(a.broker_ids) != [broker.config.node_id]:
-                        raise KafkaError(ErrorCode.invalid_replica_assignment,
-                                         f"Replica assignment {list(a.broker_ids)} names brokers other than the only one, {broker.config.node_id}.")
-                partitions = len(t.assignments)
+                partitions = _manual_assignment(t, broker.config.node_id)
             elif partitions == -1:
                 partitions = broker.config.default_partitions
             rf = t.replication_factor
@@ -99,9 +92,14 @@ def create_partitions(ctx: RequestContext, req):
         code, message = ErrorCode.none, None
         try:
             topic = ctx.broker.topics.get(t.name)
-            if t.assignments and len(t.assignments) != t.count - (topic.partitions if topic else 0):
-                raise KafkaError(ErrorCode.invalid_replica_assignment,
-                                 "Increasing the number of partitions by a different amount than the number of assignments.")
+            if t.assignments is not None and topic is not None and t.count > topic.partitions:
+                added = t.count - topic.partitions
+                if len(t.assignments) != added:
+                    raise KafkaError(ErrorCode.invalid_replica_assignment,
+                                     f"Attempted to add {added} additional partition(s), but only "
+                                     f"{len(t.assignments)} assignment(s) were specified.")
+                for a in t.assignments:
+                    _check_replicas(a.broker_ids, ctx.broker.config.node_id)
             ctx.broker.topics.add_partitions(t.name, t.count, validate_only=req.validate_only)
         except (KafkaError, TopicError, OSError) as exc:
             code, message = error_code(exc), str(exc)
@@ -109,21 +107,48 @@ def create_partitions(ctx: RequestContext, req):
     return r("CreatePartitionsResponse", throttle_time=ZERO_MS, results=tuple(results))
 
 
-BROKER_ENDPOINT = 1
+def _manual_assignment(t, node_id: int) -> int:
+    """The partition count of a CreateTopics entry with explicit assignments, checked as Kafka's controller does."""
+    if t.num_partitions != -1:
+        raise KafkaError(ErrorCode.invalid_request,
+                         "A manual partition assignment was specified, but numPartitions was not set to -1.")
+    if t.replication_factor != -1:
+        raise KafkaError(ErrorCode.invalid_request,
+                         "A manual partition assignment was specified, but replication factor was not set to -1.")
+    seen: set[int] = set()
+    for a in t.assignments:
+        if a.partition_index in seen:
+            raise KafkaError(ErrorCode.invalid_replica_assignment,
+                             f"Found multiple manual partition assignments for partition {a.partition_index}")
+        seen.add(a.partition_index)
+        _check_replicas(a.broker_ids, node_id)
+    if seen != set(range(len(seen))):
+        raise KafkaError(ErrorCode.invalid_replica_assignment,
+                         "partitions should be a consecutive 0-based integer sequence")
+    return len(seen)
 
 
-@handles(60, 0, 2)
+def _check_replicas(broker_ids, node_id: int) -> None:
+    """One partition's replica list may name this broker, once: there is no other."""
+    if not broker_ids:
+        raise KafkaError(ErrorCode.invalid_replica_assignment,
+                         "The manual partition assignment includes an empty replica list.")
+    previous = None
+    for b in sorted(broker_ids):
+        if b != node_id:
+            raise KafkaError(ErrorCode.invalid_replica_assignment,
+                             f"The manual partition assignment includes broker {b}, but no such broker is registered.")
+        if b == previous:
+            raise KafkaError(ErrorCode.invalid_replica_assignment,
+                             f"The manual partition assignment includes the broker {b} more than once.")
+        previous = b
+
+
+@handles(60, 0, 1)
 def describe_cluster(ctx: RequestContext, req):
     r = ctx.reply
     node_id, host, port = broker_endpoint(ctx)
-    wanted = getattr(req, "endpoint_type", BROKER_ENDPOINT)
-    if wanted != BROKER_ENDPOINT:  # v1+: a client looking for controllers; this node has broker endpoints only
-        return r("DescribeClusterResponse", throttle_time=ZERO_MS, error_code=ErrorCode.mismatched_endpoint_type,
-                 error_message="The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type "
-                               "CONTROLLER", endpoint_type=BROKER_ENDPOINT, cluster_id="", controller_id=-1,
-                 brokers=(), cluster_authorized_operations=-2147483648)
-    # v2: is_fenced (KIP-1073); a live single node is never fenced.
-    brokers = (r("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=None, is_fenced=False),)
+    brokers = (r("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=None),)
     return r("DescribeClusterResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, error_message=None,
              endpoint_type=1, cluster_id=ctx.broker.config.cluster_id, controller_id=node_id, brokers=brokers,
              cluster_authorized_operations=-2147483648)

@@ -90,7 +90,11 @@ async def txn_offset_commit(ctx: RequestContext, req):
     r = ctx.reply
     broker = ctx.broker
     code = ErrorCode.none
+    unknown: set[tuple[str, int]] = set()
     try:
+        # Kafka answers UNKNOWN_TOPIC_OR_PARTITION for partitions that do not exist and commits the others.
+        unknown = {(t.name, p.partition_index) for t in req.topics for p in t.partitions
+                   if broker.partition(t.name, p.partition_index) is None}
         broker.transactions.check_offset_commit(req.transactional_id, req.producer_id, req.producer_epoch,
                                                 req.group_id)
         member_id = getattr(req, "member_id", "") or ""
@@ -106,7 +110,7 @@ async def txn_offset_commit(ctx: RequestContext, req):
             raise KafkaError(ErrorCode.coordinator_not_available, "the offset store is not available")
         staged = {(t.name, p.partition_index): (p.committed_offset, getattr(p, "committed_leader_epoch", -1),
                                                 p.committed_metadata)
-                  for t in req.topics for p in t.partitions}
+                  for t in req.topics for p in t.partitions if (t.name, p.partition_index) not in unknown}
         done = offsets.stage_txn_offsets(req.producer_id, req.group_id, staged, producer_epoch=req.producer_epoch)
         if inspect.isawaitable(done):
             await done
@@ -114,7 +118,8 @@ async def txn_offset_commit(ctx: RequestContext, req):
         code = _code(ctx, exc)
     topics = tuple(
         r("TxnOffsetCommitResponseTopic", name=t.name, partitions=tuple(
-            r("TxnOffsetCommitResponsePartition", partition_index=p.partition_index, error_code=code)
+            r("TxnOffsetCommitResponsePartition", partition_index=p.partition_index,
+              error_code=ErrorCode.unknown_topic_or_partition if (t.name, p.partition_index) in unknown else code)
             for p in t.partitions))
         for t in req.topics)
     return r("TxnOffsetCommitResponse", throttle_time=ZERO_MS, topics=topics)
