@@ -11,8 +11,10 @@ repartition topics as the compiler resolves them) and keeps them as in-memory lo
 with its topic's serdes, partitioned by Kafka's default partitioner and handed to the same `TopologyProcessor` the
 runtime's worker uses, so serdes, the error policy, stream time and every DSL operation behave exactly as they do
 on a broker. Records written to a topic the topology reads (repartition topics, `through()`, agent sinks) are
-processed in turn before `pipe()` returns. Agents run for real on the driver's own event loop, in a thread:
-`pipe()` returns once they have processed what they were given (or fails after `agent_timeout` seconds).
+processed in turn before `pipe()` returns; a record written to a global table's topic updates the table at once
+(`app.global_table`), so lookups and joins see it from the next record on. Agents run for real on the driver's own
+event loop, in a thread: `pipe()` returns once they have processed what they were given (or fails after
+`agent_timeout` seconds).
 """
 
 from __future__ import annotations
