@@ -15,11 +15,11 @@ from .serde import BytesSerde, IntSerde, JsonSerde, Serde, StrSerde
 from .tables import Table, WindowedTable
 from .topics import Channel, Topic
 from .topology.stores import StoreSpec
-from .windows import HoppingWindows, SessionWindows, SlidingWindows, TumblingWindows, Windowed, WindowedSerde
+from .windows import HoppingWindows, JoinWindows, SessionWindows, SlidingWindows, TumblingWindows, Windowed, WindowedSerde
 
 __all__ = [
     "Agent", "AgentStream", "App", "BytesSerde", "Channel", "CoPartitionError", "Event", "GlobalKTable",
-    "GroupedStream", "HoppingWindows", "IntSerde", "JsonSerde", "KStream", "KTable", "ProcessingError", "Serde",
+    "GroupedStream", "HoppingWindows", "IntSerde", "JoinWindows", "JsonSerde", "KStream", "KTable", "ProcessingError", "Serde",
     "SerializationError", "SessionWindows", "SlidingWindows", "StoreSpec", "StrSerde", "StreamsError", "Table", "Topic",
     "TopologyError", "TumblingWindows", "UnsupportedOperation", "Windowed", "WindowedSerde", "WindowedTable",
 ]

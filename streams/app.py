@@ -152,9 +152,13 @@ class App:
         self.topics[name] = topic
         return topic
 
-    def table(self, topic: Topic | str, name: str | None = None) -> KTable:
-        """A DSL table over `topic` (latest value per key, None deletes); the topic is the table's changelog."""
-        return self.builder.table(topic, name=name)
+    def table(self, topic: Topic | str, name: str | None = None, *, versioned: bool = False, history: Any = None
+              ) -> KTable:
+        """A DSL table over `topic` (latest value per key, None deletes); the topic is the table's changelog.
+
+        `versioned=True` keeps each key's earlier values for `history` (seconds or a timedelta) of event time, so
+        a stream-table join finds the row as of the stream record's timestamp."""
+        return self.builder.table(topic, name=name, versioned=versioned, history=history)
 
     def global_table(self, topic: Topic | str, name: str | None = None) -> Any:
         """A `GlobalKTable` over every partition of `topic`, held whole by every worker in the store

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from .errors import SerializationError
 from .serde import Serde, serde_for
 
-__all__ = ["HoppingWindows", "SessionWindows", "SlidingWindows", "TimeWindows", "TumblingWindows", "Windowed",
+__all__ = ["HoppingWindows", "JoinWindows", "SessionWindows", "SlidingWindows", "TimeWindows", "TumblingWindows", "Windowed",
            "WindowedSerde", "to_millis"]
 
 
@@ -137,6 +137,32 @@ class SessionWindows:
 
 
 _BOUNDS = struct.Struct(">qq")
+
+
+class JoinWindows:
+    """How far apart in event time two records of a stream-stream join may be: a left record at time t joins the
+    right records in [t - before, t + after] (Kafka Streams' JoinWindows). `JoinWindows(d)` is symmetric (+-d);
+    `grace` is how long after a window ends (on stream time) late records still join and left/outer results for
+    unmatched records wait."""
+
+    kind = "join"
+
+    def __init__(self, before: Any, after: Any = None, *, grace: Any = 0) -> None:
+        self.before_ms = to_millis(before, "join window 'before'")
+        self.after_ms = self.before_ms if after is None else to_millis(after, "join window 'after'")
+        self.grace_ms = to_millis(grace, "join window grace")
+
+    @property
+    def size_ms(self) -> int:
+        return self.before_ms + self.after_ms
+
+    @property
+    def retention_ms(self) -> int:
+        """How long each side keeps its records: the window and the grace (Kafka Streams' retention)."""
+        return self.before_ms + self.after_ms + self.grace_ms
+
+    def __repr__(self) -> str:
+        return f"JoinWindows(before={self.before_ms}ms, after={self.after_ms}ms, grace={self.grace_ms}ms)"
 
 
 class WindowedSerde:

@@ -98,6 +98,7 @@ class GroupedStream:
         kind = "kv" if windows is None else ("session" if isinstance(windows, SessionWindows) else "window")
         store = StoreSpec(self._store_name(name, len(graph.nodes)), kind, self.key_serde, vserde,
                           retention_ms=windows.retention_ms if windows is not None else None, logged=logged,
+                          timestamped=windows is None,
                           window_size_ms=getattr(windows, "size_ms", getattr(windows, "time_difference_ms", None)))
         op = "aggregate" if windows is None else f"{windows.kind}_aggregate"
         node = graph.add("processor", op=op, parents=[grouped], name=name, stores=[store], aggregation=agg,

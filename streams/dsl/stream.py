@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ..errors import TopologyError, UnsupportedOperation
+from ..errors import TopologyError
 from ..serde import JsonSerde, Serde, serde_for
 from ..topics import Topic
 from ..topology.graph import Graph, Node
@@ -46,13 +46,24 @@ class Builder:
         node = self.graph.source_for(resolved, name=name)
         return KStream(self, node, resolved[0].key_serde, resolved[0].value_serde)
 
-    def table(self, topic: Topic | str, name: str | None = None) -> "KTable":
-        """The topic read as a table (latest value per key; a None value deletes); the topic is its changelog."""
+    def table(self, topic: Topic | str, name: str | None = None, *, versioned: bool = False,
+              history: Any = None) -> "KTable":
+        """The topic read as a table (latest value per key; a None value deletes); the topic is its changelog.
+        `versioned=True, history=...` keeps earlier values too (see `App.table`)."""
         from ..topology.stores import StoreSpec
+        from ..windows import to_millis
         from .table import KTable
         t = self.topic(topic)
+        history_ms = None
+        if versioned:
+            if history is None:
+                raise TopologyError("a versioned table needs history= (how long earlier values are kept)")
+            history_ms = to_millis(history, "history", allow_zero=False)
+        elif history is not None:
+            raise TopologyError("history= is for versioned tables (versioned=True)")
         source = self.graph.source_for([t])
-        store = StoreSpec(name or f"{t.name}-STATE-STORE", "kv", t.key_serde, t.value_serde, source_topic=t)
+        store = StoreSpec(name or f"{t.name}-STATE-STORE", "kv", t.key_serde, t.value_serde, source_topic=t,
+                          timestamped=True, history_ms=history_ms)
         node = self.graph.add("processor", op="table_source", parents=[source], name=name, stores=[store])
         return KTable(self, node, t.key_serde, t.value_serde, store=store)
 
@@ -198,11 +209,48 @@ class KStream:
         specs = list(stores or [])
         return self._op("process", processor, name, stores=specs, value_serde=JsonSerde())
 
-    def join(self, *args: Any, **kwargs: Any) -> Any:
-        """Stream joins arrive with the joins part."""
-        raise UnsupportedOperation("KStream.join is not built yet (joins arrive in a later version of streams)")
+    def join(self, other: Any, joiner: Callable[[Any, Any], Any], windows: Any = None, *, key: Callable | None = None,
+             name: str | None = None) -> "KStream":
+        """Inner join, `joiner(this value, other value)` per match, keeping this stream's key:
 
-    left_join = outer_join = join
+        - with a KStream and `windows=JoinWindows(...)`: records of both streams within the window of each other;
+        - with a KTable: each record with the table's current row for its key (table updates emit nothing);
+        - with a GlobalKTable and `key=fn(key, value)`: each record with the global table's row `fn` names.
+        """
+        return self._join(other, joiner, windows, key, name, "inner")
+
+    def left_join(self, other: Any, joiner: Callable[[Any, Any], Any], windows: Any = None, *,
+                  key: Callable | None = None, name: str | None = None) -> "KStream":
+        """Like `join`, and a record without partner is joined with None (with a KStream: once its window plus
+        grace has passed on stream time, never early and never twice)."""
+        return self._join(other, joiner, windows, key, name, "left")
+
+    def outer_join(self, other: "KStream", joiner: Callable[[Any, Any], Any], windows: Any = None, *,
+                   name: str | None = None) -> "KStream":
+        """Stream-stream outer join: like `left_join`, and records of `other` without partner too
+        (`joiner(None, other value)`)."""
+        return self._join(other, joiner, windows, None, name, "outer")
+
+    def _join(self, other: Any, joiner: Callable, windows: Any, key: Callable | None, name: str | None,
+              how: str) -> "KStream":
+        from .global_table import GlobalKTable
+        from .joins import stream_stream_join, stream_table_join
+        from .table import KTable
+        if isinstance(other, GlobalKTable):
+            if how == "outer":
+                raise TopologyError("a stream and a global table have no outer join (as in Kafka Streams)")
+            return other._join_stream(self, joiner, key=key, how=how, name=name)
+        if key is not None:
+            raise TopologyError("key= (a key extractor) is for joins with a GlobalKTable only")
+        if isinstance(other, KStream):
+            return stream_stream_join(self, other, joiner, windows, how, name)
+        if isinstance(other, KTable):
+            if windows is not None:
+                raise TopologyError("a stream-table join takes no windows")
+            if how == "outer":
+                raise TopologyError("a stream and a table have no outer join (as in Kafka Streams); use left_join")
+            return stream_table_join(self, other, joiner, how, name)
+        raise TypeError(f"a stream joins a KStream, a KTable or a GlobalKTable, got {other!r}")
 
     def __repr__(self) -> str:
         return f"KStream({self.node.name})"

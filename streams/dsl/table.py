@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import TopologyError, UnsupportedOperation
+from ..errors import TopologyError
 from ..serde import JsonSerde
 from ..topology.graph import Node
 from ..topology.stores import StoreSpec
@@ -42,6 +42,9 @@ class KTable:
 
     def _derive(self, op: str, fn: Callable | None, name: str | None, *, value_serde: Any = None,
                 **attrs: Any) -> "KTable":
+        if self.windows is None and "lookup_stores" not in attrs:
+            # A derived table is looked up through the table it comes from (its value computed on the way).
+            attrs["lookup_stores"] = [self.store] if self.store is not None else self.node.attrs.get("lookup_stores")
         node = self._builder.graph.add("processor", op=op, fn=fn, parents=[self.node], name=name, **attrs)
         return KTable(self._builder, node, self.key_serde, value_serde or self.value_serde, windows=self.windows)
 
@@ -81,11 +84,33 @@ class KTable:
         idle_ms = to_millis(idle_close, "idle_close", allow_zero=False) if idle_close is not None else None
         return self._derive("suppress", None, name, stores=[buffer], windows=self.windows, idle_close_ms=idle_ms)
 
-    def join(self, *args: Any, **kwargs: Any) -> Any:
-        """Table joins arrive with the joins part."""
-        raise UnsupportedOperation("KTable.join is not built yet (joins arrive in a later version of streams)")
+    def join(self, other: "KTable", joiner: Callable[[Any, Any], Any], *, foreign_key: Callable | None = None,
+             name: str | None = None) -> "KTable":
+        """Inner table-table join: a row for each key present in both tables, `joiner(left, right)`; an update on
+        either side updates the joined row, a tombstone on either side deletes it. With `foreign_key=fn`,
+        `fn(left_value)` names the row of `other` to join (a foreign-key join; see docs/streams.md)."""
+        return self._join(other, joiner, "inner", foreign_key, name)
 
-    left_join = outer_join = join
+    def left_join(self, other: "KTable", joiner: Callable[[Any, Any], Any], *, foreign_key: Callable | None = None,
+                  name: str | None = None) -> "KTable":
+        """Left table-table join: every row of this table, `joiner(left, right or None)`."""
+        return self._join(other, joiner, "left", foreign_key, name)
+
+    def outer_join(self, other: "KTable", joiner: Callable[[Any, Any], Any], *, name: str | None = None) -> "KTable":
+        """Outer table-table join: every key of either table, `joiner(left or None, right or None)`."""
+        return self._join(other, joiner, "outer", None, name)
+
+    def _join(self, other: Any, joiner: Callable, how: str, foreign_key: Callable | None, name: str | None
+              ) -> "KTable":
+        from .joins import table_table_join
+        if not isinstance(other, KTable):
+            raise TypeError(f"a table joins another KTable (app.table(...) or an aggregation), got {other!r}")
+        if other._builder.graph is not self._builder.graph:
+            raise TopologyError("cannot join tables of different apps")
+        if foreign_key is not None:
+            from .fk_join import foreign_key_join
+            return foreign_key_join(self, other, joiner, foreign_key, how, name)
+        return table_table_join(self, other, joiner, how, name)
 
     def __repr__(self) -> str:
         return f"KTable({self.node.name}{', store=' + self.store.name if self.store else ''})"

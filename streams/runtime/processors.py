@@ -23,12 +23,14 @@ class RecordContext:
     """What the closures share while a record is processed: the input record (an aiokafka ConsumerRecord), the
     timestamp of what is being forwarded (the record's, or a window result's) and the task's state."""
 
-    __slots__ = ("record", "timestamp", "task", "clock")
+    __slots__ = ("record", "timestamp", "task", "clock", "old", "latest")
 
     def __init__(self) -> None:
         self.record: Any = None
         self.timestamp: int | None = None
         self.task: Any = None
+        self.old: Any = None        # a table update's previous row (what table joins retract), set by table nodes
+        self.latest = True          # False for an out-of-order update of a versioned table
         self.clock: Callable[[], int] = _wall_clock_ms   # the test driver substitutes its own clock
 
 

@@ -123,7 +123,8 @@ async def _read(consumer: AIOKafkaConsumer, jobs: dict, starts: dict, ends: dict
         batch = await consumer.getmany(*pending, timeout_ms=200, max_records=max_records)
         for tp, records in batch.items():
             task, name = jobs[tp]
-            task.stores[name].restore([(r.key, r.value) for r in records])
+            spec = task.specs[name]
+            task.stores[name].restore([spec.restore_pair(r.key, r.value, r.timestamp) for r in records])
             counts[tp] += len(records)
             done_count += len(records)
         for tp in list(pending):

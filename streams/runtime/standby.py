@@ -94,7 +94,8 @@ class StandbyTasks:
                 batch = await consumer.getmany(timeout_ms=500, max_records=50_000)
                 for tp, records in batch.items():
                     task, name = jobs[tp]
-                    task.stores[name].restore([(r.key, r.value) for r in records])
+                    spec = task.specs[name]
+                    task.stores[name].restore([spec.restore_pair(r.key, r.value, r.timestamp) for r in records])
                     self.applied[task.id] = self.applied.get(task.id, 0) + len(records)
                     dirty.add(tp)
                 if dirty and time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY:

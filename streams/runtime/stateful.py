@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ..topology.graph import Node
 from ..windows import Windowed
+from .joins import JOIN_OPS, build_join
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,11 @@ def build_aggregate(node: Node, ctx: Any, down: Process) -> Process:
             return
         store = ctx.task.stores[name]
         kb = ks(k)
-        old = store.get(kb)
-        new = add(k, v, init() if old is None else vd(old))
-        store.put(kb, vs(new))
+        stored = store.get(kb)
+        old = None if stored is None else vd(stored[8:])
+        new = add(k, v, init() if old is None else old)
+        store.put(kb, _pack_ts(ctx.timestamp) + vs(new))
+        ctx.old = old
         down(k, new)
     return process
 
@@ -329,41 +332,74 @@ def build_suppress(node: Node, ctx: Any, down: Process) -> Process:
 def build_table_op(node: Node, ctx: Any, down: Process) -> Process:
     """to_stream, table filter and map_values, and a topic read as a table (stored as it arrives)."""
     op, fn = node.op, node.fn
+    send_old = node.attrs.get("send_old", False)
     if op == "to_stream":
         return down
     if op == "table_filter":
         def process(k, v):
-            down(k, v if v is not None and fn(k, v) else None)
+            new = v if v is not None and fn(k, v) else None
+            old = ctx.old
+            if old is not None and not fn(k, old):
+                old = None
+            if send_old and new is None and old is None:
+                return      # neither row passes: nothing to tell a join (Kafka Streams' KTableFilter)
+            ctx.old = old
+            down(k, new)
         return process
     if op == "table_map_values":
         def process(k, v):
+            old = ctx.old
+            ctx.old = None if old is None else fn(old)
             down(k, None if v is None else fn(v))
         return process
     if op == "table_source":
         spec = node.attrs["stores"][0]
-        name, ks, vs = spec.name, spec.key_serde.serialize, spec.value_serde.serialize
+        name, ks, vs, vd = spec.name, spec.key_serde.serialize, spec.value_serde.serialize, \
+            spec.value_serde.deserialize
+        if spec.history_ms is not None:
+            from .versioned import VersionedTable
+            versions, observed_name = VersionedTable(spec.history_ms), f"{name}:observed"
+
+            def process(k, v):
+                if k is None:
+                    return
+                task = ctx.task
+                store, kb, ts = task.stores[name], ks(k), ctx.timestamp
+                observed = task.times.get(observed_name, -1 << 62)
+                if ts > observed:
+                    task.times[observed_name] = ts
+                before = versions.latest(store, kb)
+                put = versions.put(store, kb, None if v is None else vs(v), ts, observed)
+                if put == "latest":   # an older version (history) changes no current row: not forwarded
+                    ctx.old = None if before is None or before[0] is None else vd(before[0])
+                    down(k, v)
+            return process
 
         def process(k, v):
             if k is None:
                 return
             store = ctx.task.stores[name]
             kb = ks(k)
+            stored = store.get(kb)
             if v is None:
                 store.delete(kb)
             else:
-                store.put(kb, vs(v))
+                store.put(kb, _pack_ts(ctx.timestamp) + vs(v))
+            ctx.old = None if stored is None else vd(stored[8:])
             down(k, v)
         return process
     raise ValueError(f"unknown table operation {op!r}")
 
 
 STATEFUL_OPS = {"aggregate", "time_aggregate", "sliding_aggregate", "session_aggregate", "suppress", "to_stream",
-                "table_filter", "table_map_values", "table_source"}
+                "table_filter", "table_map_values", "table_source", *JOIN_OPS}
 
 
 def build_stateful(node: Node, ctx: Any, down: Process) -> Process:
     """The closure for a stateful or table node."""
     op = node.op
+    if op in JOIN_OPS:
+        return build_join(node, ctx, down)
     if op == "aggregate":
         return build_aggregate(node, ctx, down)
     if op == "suppress":

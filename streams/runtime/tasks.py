@@ -67,6 +67,11 @@ class TaskState:
         if not self.stores:
             return
         for node in self.sub.nodes if self.sub is not None else ():
+            if node.op == "stream_stream_join":
+                # A join side's records expire behind the newest record of that side (its store's own time).
+                store = self.stores[node.attrs["this_store"].name]
+                store.expire(store.observed_time)
+                continue
             if not node.op.endswith("_aggregate"):
                 continue
             st = self.times.get(node.name)

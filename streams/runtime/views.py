@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import struct
+import time
 from typing import Any, Callable, Iterator
 
 from ..errors import StreamsError
@@ -38,6 +39,11 @@ class _View:
         self._stores = stores
         self._ks, self._kd = spec.key_serde.serialize, spec.key_serde.deserialize
         self._vs, self._vd = spec.value_serde.serialize, spec.value_serde.deserialize
+        if spec.timestamped and spec.history_ms is None:
+            # A table's row is stored after the timestamp of its last update.
+            vs, vd = self._vs, self._vd
+            self._vs = lambda v: _TS.pack(int(time.time() * 1000)) + vs(v)
+            self._vd = lambda b: vd(b[8:])
         self.writable = writable
         self.window_size_ms = window_size_ms
         self._timestamp = timestamp

@@ -215,14 +215,22 @@ def compile_graph(graph: Graph, partition_counts: dict[str, int] | None = None) 
 
 
 def _check_copartitioning(sub: SubTopology, count_of) -> None:
+    # Nodes sharing a store (the two sides of a join, a table and the stream looking it up) need the records of
+    # one key on one task, whichever of their inputs they come from.
+    users: dict[str, list[Node]] = {}
+    for node in sub.nodes:
+        for spec in node_stores(node):
+            users.setdefault(spec.name, []).append(node)
     for node in sub.nodes:
         if node.kind not in KEY_LOCAL_KINDS and not node_stores(node):
             continue
-        topics = [t for s in _source_ancestors(node) for t in s.topics]
-        known = {t.name: count_of(t) for t in topics if count_of(t) is not None}
+        group = {node, *(n for spec in node_stores(node) for n in users[spec.name])}
+        topics = {t.name: t for n in group for s in _source_ancestors(n) for t in s.topics}
+        known = {name: count_of(t) for name, t in topics.items() if count_of(t) is not None}
         if len(set(known.values())) > 1:
             detail = ", ".join(f"'{name}' has {n}" for name, n in sorted(known.items()))
+            what = "joins" if any("join" in n.op for n in group) else "needs"
             raise CoPartitionError(
-                f"{node.name} ({node.op or node.kind}) needs its input topics co-partitioned (the same number of "
-                f"partitions) so that one key is always on one task, but {detail} partitions. Give them the same "
-                f"partition count, or call .repartition() on the stream first")
+                f"{node.name} ({node.op or node.kind}) {what} input topics that must be co-partitioned (the same "
+                f"number of partitions) so that one key is always on one task, but {detail} partitions. Give them "
+                f"the same partition count, or call .repartition(partitions=...) on the stream first")

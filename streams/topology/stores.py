@@ -10,6 +10,7 @@ its changelog.
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = ["STORE_KINDS", "StoreSpec", "changelog_topic"]
 
 STORE_KINDS = ("kv", "window", "session")
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_TS = struct.Struct(">q")
 # Window and session changelogs keep records a day longer than the store (Kafka Streams' default margin).
 CHANGELOG_RETENTION_MARGIN_MS = 24 * 3600 * 1000
 
@@ -42,6 +44,8 @@ class StoreSpec:
     logged: bool = True
     source_topic: Topic | None = None
     window_size_ms: int | None = None
+    timestamped: bool = False      # kv: each value is stored after the big-endian timestamp of its last update
+    history_ms: int | None = None  # kv: versioned (every value kept for this long, looked up as of a time)
     changelog: Topic | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -51,6 +55,18 @@ class StoreSpec:
             raise TopologyError(f"bad store kind {self.kind!r}: one of {', '.join(STORE_KINDS)}")
         if self.kind != "kv" and not (isinstance(self.retention_ms, int) and self.retention_ms > 0):
             raise TopologyError(f"{self.kind} store {self.name!r} needs a retention in ms, got {self.retention_ms!r}")
+
+    def restore_pair(self, key: bytes | None, value: bytes | None, timestamp: int) -> tuple:
+        """A changelog record as the store holds it: a table read from a topic stores the record's timestamp
+        beside the value (timestamped) or a version per timestamp (versioned); a changelog already has it."""
+        if self.source_topic is None or key is None:
+            return key, value
+        if self.history_ms is not None:
+            from ..runtime.versioned import version_entry
+            return version_entry(key, value, timestamp)
+        if self.timestamped and value is not None:
+            return key, _TS.pack(timestamp) + value
+        return key, value
 
     @property
     def settings(self) -> dict[str, int]:

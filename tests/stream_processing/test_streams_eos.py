@@ -158,9 +158,14 @@ def check_exactly_once(views: dict, echoes: dict, n: int) -> None:
         f"page-view counts differ from a crash-free run in {len(bad_views)} windows, e.g. " \
         f"{dict(list(bad_views.items())[:2])}"
     bad_echoes = {u: v for u, v in echoes.items() if v != [f"{u}:{i}" for i in range(1, users[u] + 1)]}
+
+    def first_difference(u: str, got: list) -> str:
+        want = [f"{u}:{i}" for i in range(1, users[u] + 1)]
+        i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+        return f"{u}: {len(got)} outputs for {len(want)} events, first difference at {i}: got {got[max(0, i - 2):i + 4]}"
     assert set(echoes) == set(users) and not bad_echoes, \
         f"per-user outputs differ from a crash-free run for {len(bad_echoes)} users, e.g. " \
-        f"{ {u: v[:3] + ['...'] + v[-3:] for u, v in list(bad_echoes.items())[:2]} }"
+        f"{[first_difference(u, v) for u, v in list(bad_echoes.items())[:3]]}"
 
 
 def run_with_kills(broker, tmp_path, app_id, topic_name, n: int, workers: int, kills: int, broker_kills: int,

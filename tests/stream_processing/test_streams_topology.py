@@ -51,8 +51,8 @@ def test_key_change_then_group_by_key_cuts_at_named_repartition_topic():
     assert len(topo.subtopologies) == 2
     # the repartition topic takes the writer's partition count, and so does the changelog (one per task)
     assert topo.subtopologies[1].partitions == 3
-    with pytest.raises(streams.UnsupportedOperation, match="not built yet"):
-        app.stream("other").join(app.stream("more"))
+    with pytest.raises(TypeError, match="JoinWindows"):
+        app.stream("other").join(app.stream("more"), lambda a, b: a)
 
 
 def test_group_by_key_without_key_change_does_not_repartition():
