@@ -218,7 +218,7 @@ class BrokerConfig:
             "log.cleaner.io.max.bytes.per.second": (_kafka_double(self.log_cleaner_io_max_bytes_per_second), DOUBLE),
         }
         out.update(self.describe_access_limits())
-        for name, d in TOPIC_CONFIGS.items():
-            out.setdefault("log." + name if not name.startswith("log.") else name,
-                           (self.topic_defaults.get(name, d.default), d.type))
+        for name, d in TOPIC_CONFIGS.items():  # broker-wide topic defaults, by their broker names
+            if d.synonym:
+                out[d.synonym] = (self.topic_defaults.get(name, d.default), d.type)
         return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .config import BrokerConfig, InvalidConfig, log_config, validate_topic_configs
+from .dynamic_configs import DynamicConfigs
 from .log.durable import write_atomically
 from .log.partition import PartitionLog
 
@@ -80,12 +81,15 @@ class TopicRegistry:
         self.data_dir = config.data_dir
         self.topics: dict[str, Topic] = {}
         self.by_id: dict[uuid.UUID, Topic] = {}
+        # Broker configs changed at runtime (they set topic defaults) and group configs; loaded before any log.
+        self.dynamic = DynamicConfigs(config)
 
     def _partition_dir(self, name: str, partition: int) -> str:
         return os.path.join(self.data_dir, f"{name}-{partition}")
 
     def load(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
+        self.dynamic.load()
         path = os.path.join(self.data_dir, METADATA_FILE)
         if not os.path.exists(path):
             return
@@ -212,6 +216,13 @@ class TopicRegistry:
         cfg = log_config(topic.configs, self.config.topic_defaults)
         for plog in topic.logs:
             plog.config = cfg
+
+    def refresh_log_configs(self) -> None:
+        """Apply changed broker-wide topic defaults to every open log (a topic's own overrides still win)."""
+        for topic in self.topics.values():
+            cfg = log_config(topic.configs, self.config.topic_defaults)
+            for plog in topic.logs:
+                plog.config = cfg
 
     def close(self) -> None:
         for topic in self.topics.values():

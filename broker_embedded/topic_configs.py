@@ -107,17 +107,19 @@ class ConfigDef:
     synonym: str | None = None
     each: bool = False  # the validator judges a LIST element by element (Kafka shows the bad element)
 
-    def validate(self, value: str) -> str:
-        """`value` if Kafka accepts it for this config; raises InvalidConfig with Kafka's message."""
+    def validate(self, value: str, name: str | None = None) -> str:
+        """`value` if Kafka accepts it for this config; raises InvalidConfig with Kafka's message, naming the
+        config `name` (a broker synonym) or its own name."""
+        name = name or self.name
         try:
             parsed = parse(self.type, value)
         except ValueError as exc:
-            raise InvalidConfig(f"Invalid value {value} for configuration {self.name}: {exc}") from None
+            raise InvalidConfig(f"Invalid value {value} for configuration {name}: {exc}") from None
         if self.check is not None:
             for item in (parsed if self.each else [parsed]):
                 reason = self.check(item)
                 if reason is not None:
-                    raise InvalidConfig(f"Invalid value {_shown(item)} for configuration {self.name}: {reason}")
+                    raise InvalidConfig(f"Invalid value {_shown(item)} for configuration {name}: {reason}")
         return value
 
 

@@ -403,3 +403,190 @@ def test_txn_offset_commit_for_missing_partitions(bootstrap, topic_name):
     assert codes == {(topic_name, 0): ErrorCode.none, (topic_name, 5): ErrorCode.unknown_topic_or_partition,
                      (topic_name + "-missing", 0): ErrorCode.unknown_topic_or_partition}
     conn.close()
+
+
+# ---- Broker and group configs; authorized operations ------------------------------------------------------
+
+
+def _admin(bootstrap: str):
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def test_describe_broker_configs_through_an_admin_client(bootstrap):
+    from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
+
+    conn = Conn(bootstrap)
+    node = _node_id(conn)
+    conn.close()
+    res = ConfigResource(ResourceType.BROKER, str(node))
+    admin = _admin(bootstrap)
+    configs = admin.describe_configs([res])[res].result(30)
+    for name in ("listeners", "advertised.listeners", "log.dirs", "num.partitions", "auto.create.topics.enable",
+                 "message.max.bytes", "log.segment.bytes", "log.retention.bytes", "log.cleanup.policy"):
+        assert name in configs, name
+    assert configs["node.id"].value == str(node)
+    host, port = bootstrap.rsplit(":", 1)
+    assert f"://{host}:{port}" in configs["advertised.listeners"].value
+    assert configs["num.partitions"].is_read_only and not configs["log.segment.bytes"].is_read_only
+    assert configs["log.segment.bytes"].source in (ConfigSource.DEFAULT_CONFIG.value,
+                                                   ConfigSource.STATIC_BROKER_CONFIG.value)
+
+
+def _incremental(conn: Conn, resource_type: int, name: str, *ops, validate_only: bool = False):
+    m = conn.m((44, 1))
+    r = conn.call((44, 1), validate_only=validate_only, resources=(m.AlterConfigsResource(
+        resource_type=resource_type, resource_name=name,
+        configs=tuple(m.AlterableConfig(name=k, config_operation=op, value=v) for k, op, v in ops)),)).responses[0]
+    return r.error_code, r.error_message
+
+
+def _describe(conn: Conn, resource_type: int, name: str, keys=None):
+    m = conn.m((32, 4))
+    r = conn.call((32, 4), include_synonyms=True, include_documentation=False, resources=(
+        m.DescribeConfigsResource(resource_type=resource_type, resource_name=name, configuration_keys=keys),))
+    res = r.results[0]
+    return res.error_code, res.error_message, {e.name: e for e in res.configs}
+
+
+def test_broker_config_alterations_as_kafka(bootstrap):
+    """A dynamic broker config is accepted and shown as DYNAMIC_BROKER_CONFIG, and deleting it restores the
+    default; static ones and bad values are refused with Kafka's code and words (the refusals run validate-only,
+    so this leaves a shared Kafka as it was)."""
+    conn = Conn(bootstrap)
+    node = str(_node_id(conn))
+
+    def backoff(expected: str):  # Kafka applies a change when its metadata log reaches the broker: wait for it
+        deadline = time.monotonic() + 15
+        while True:
+            entry = _describe(conn, 4, node, ("log.cleaner.backoff.ms",))[2]["log.cleaner.backoff.ms"]
+            if entry.value == expected or time.monotonic() > deadline:
+                return entry
+            time.sleep(0.1)
+
+    assert _incremental(conn, 4, node, ("log.cleaner.backoff.ms", 0, "15001")) == (ErrorCode.none, None)
+    entry = backoff("15001")
+    assert (entry.value, entry.config_source, entry.read_only) == ("15001", 2, False)
+    assert _incremental(conn, 4, node, ("log.cleaner.backoff.ms", 1, None)) == (ErrorCode.none, None)
+    assert backoff("15000").config_source == 5
+
+    refused = ErrorCode.invalid_request
+    for name in (node, ""):
+        assert _incremental(conn, 4, name, ("num.partitions", 0, "2"), validate_only=True) == (
+            refused, "Cannot update these configs dynamically: Set(num.partitions)")
+        assert _incremental(conn, 4, name, ("log.segment.bytes", 0, "100"), validate_only=True) == (
+            refused, "Invalid value 100 for configuration log.segment.bytes: Value must be at least 1048576")
+        assert _incremental(conn, 4, name, ("message.max.bytes", 0, "2000000"), validate_only=True) == (
+            ErrorCode.none, None)
+    assert _incremental(conn, 4, "", ("listeners", 0, "PLAINTEXT://127.0.0.1:1"), validate_only=True) == (
+        refused, "Cannot update these configs at default cluster level, broker id must be specified: Set(listeners)")
+    assert _incremental(conn, 4, "7", ("message.max.bytes", 0, "2000000"), validate_only=True) == (
+        refused, f"Unexpected broker id, expected {node}, but received 7")
+    assert _incremental(conn, 4, "abc", ("message.max.bytes", 0, "2000000"), validate_only=True) == (
+        refused, "Node id must be an integer, but it is: abc")
+    assert _describe(conn, 4, "7")[:2] == (refused, f"Unexpected broker id, expected {node} or empty string, "
+                                                    "but received 7")
+    assert _describe(conn, 4, "abc")[:2] == (refused, "Broker id must be an integer, but it is: abc")
+    conn.close()
+
+
+GROUP_DEFAULTS = {
+    "consumer.session.timeout.ms": "45000", "consumer.heartbeat.interval.ms": "5000",
+    "share.session.timeout.ms": "45000", "share.heartbeat.interval.ms": "5000",
+    "share.record.lock.duration.ms": "30000", "share.auto.offset.reset": "latest",
+    "share.isolation.level": "read_uncommitted", "streams.session.timeout.ms": "45000",
+    "streams.heartbeat.interval.ms": "5000", "streams.num.standby.replicas": "0",
+}
+
+
+def test_group_configs_as_kafka(bootstrap, topic_name):
+    conn = Conn(bootstrap)
+    group = topic_name + "-group"
+    code, message, configs = _describe(conn, 32, group)
+    assert (code, message) == (ErrorCode.none, "")
+    assert {n: (e.value, e.config_source) for n, e in configs.items()} == {n: (v, 5) for n, v in GROUP_DEFAULTS.items()}
+
+    bad = ErrorCode.invalid_config
+    for name, value, message in [
+        ("consumer.session.timeout.ms", "60001",
+         "consumer.session.timeout.ms must be less than or equal to group.consumer.max.session.timeout.ms"),
+        ("consumer.session.timeout.ms", "abc",
+         "Invalid value abc for configuration consumer.session.timeout.ms: Not a number of type INT"),
+        ("consumer.heartbeat.interval.ms", "4999",
+         "consumer.heartbeat.interval.ms must be greater than or equal to group.consumer.min.heartbeat.interval.ms"),
+        ("share.record.lock.duration.ms", "999",
+         "Invalid value 999 for configuration share.record.lock.duration.ms: Value must be at least 1000"),
+        ("streams.num.standby.replicas", "3",
+         "streams.num.standby.replicas must be less than or equal to group.streams.max.standby.replicas"),
+        ("share.isolation.level", "bad", "Invalid value bad for configuration share.isolation.level: "
+                                         "String must be one of: read_committed, read_uncommitted"),
+        ("nope", "1", "Unknown group config name: nope"),
+    ]:
+        assert _incremental(conn, 32, group, (name, 0, value), validate_only=True) == (bad, message), name
+    assert _incremental(conn, 32, "", ("consumer.session.timeout.ms", 0, "50000")) == (
+        ErrorCode.invalid_request, "Default group resources are not allowed.")
+    assert _describe(conn, 32, "")[:2] == (ErrorCode.invalid_request, "Group name must not be empty")
+
+    assert _incremental(conn, 32, group, ("consumer.session.timeout.ms", 0, "50000")) == (ErrorCode.none, None)
+    entry = _describe(conn, 32, group, ("consumer.session.timeout.ms",))[2]["consumer.session.timeout.ms"]
+    assert (entry.value, entry.config_source) == ("50000", 8)  # GROUP_CONFIG
+    assert _incremental(conn, 32, group, ("consumer.session.timeout.ms", 1, None)) == (ErrorCode.none, None)
+    entry = _describe(conn, 32, group, ("consumer.session.timeout.ms",))[2]["consumer.session.timeout.ms"]
+    assert (entry.value, entry.config_source) == ("45000", 5)
+    conn.close()
+
+
+def test_dynamic_broker_configs_set_topic_defaults_and_survive_a_restart(tmp_path, only_embedded):
+    """log.segment.bytes for this broker and log.retention.ms as the cluster default apply at once to topics
+    without overrides of their own, are shown with Kafka's sources, and are still in force after a restart."""
+    from broker_embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "b"), port=0).start_in_thread()
+    try:
+        conn = Conn(broker.bootstrap_servers)
+        node = str(_node_id(conn))
+        assert _create(conn, "plain", 1).error_code == ErrorCode.none
+        assert _create(conn, "own", 1, {"segment.bytes": "2097152"}).error_code == ErrorCode.none
+        assert _incremental(conn, 4, node, ("log.segment.bytes", 0, "4194304")) == (ErrorCode.none, None)
+        assert _incremental(conn, 4, "", ("log.retention.ms", 0, "3600000")) == (ErrorCode.none, None)
+        assert broker.broker.topics.get("plain").logs[0].config.segment_bytes == 4194304
+        assert broker.broker.topics.get("own").logs[0].config.segment_bytes == 2097152
+        assert broker.broker.topics.get("plain").logs[0].config.retention_ms == 3600000
+        conn.close()
+    finally:
+        broker.stop_thread()
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "b"), port=0).start_in_thread()
+    try:
+        conn = Conn(broker.bootstrap_servers)
+        configs = _describe(conn, 2, "plain")[2]
+        assert (configs["segment.bytes"].value, configs["segment.bytes"].config_source) == ("4194304", 2)
+        assert (configs["retention.ms"].value, configs["retention.ms"].config_source) == ("3600000", 3)
+        assert [(s.name, s.value, s.source) for s in configs["segment.bytes"].synonyms] == [
+            ("log.segment.bytes", "4194304", 2), ("log.segment.bytes", "1073741824", 5)]
+        default = _describe(conn, 4, "")[2]
+        assert {n: (e.value, e.config_source) for n, e in default.items()} == {"log.retention.ms": ("3600000", 3)}
+        assert broker.broker.topics.get("plain").logs[0].config.segment_bytes == 4194304
+        conn.close()
+    finally:
+        broker.stop_thread()
+
+
+def test_authorized_operations_without_an_authorizer(bootstrap, topic_name):
+    """With no authorizer Kafka reports every operation of the resource (not 'unknown'): admin clients'
+    describe_topics / describe_cluster(include_authorized_operations=True) list them."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation
+
+    conn = Conn(bootstrap)
+    assert _create(conn, topic_name, 1).error_code == ErrorCode.none
+    conn.close()
+    admin = _admin(bootstrap)
+    topic = admin.describe_topics(TopicCollection([topic_name]), include_authorized_operations=True)[topic_name]
+    assert set(topic.result(30).authorized_operations) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE, AclOperation.ALTER,
+        AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(30)
+    assert set(cluster.authorized_operations) == {
+        AclOperation.CREATE, AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.CLUSTER_ACTION,
+        AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE}
