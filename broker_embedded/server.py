@@ -15,6 +15,7 @@ from kio.schema.errors import ErrorCode
 
 from .api import RequestContext, load_handlers
 from .broker import Broker
+from .connections import ConnectionActivity, TooManyConnections
 from .protocol import MalformedRequest, Reply, codec, parse_header
 from .security.listeners import Listener
 from .security.sasl import AuthenticationFailed, SaslAuthenticator
@@ -73,12 +74,22 @@ class KafkaServer:
         peername = writer.get_extra_info("peername")[:2]
         peer = "%s:%s" % peername
         session = self._session(peername[0], writer)
+        if not await self._admit(session.client_host, peer):
+            writer.close()
+            self._connections.discard(task)
+            return
+        activity = ConnectionActivity()
+        idle_ms = self.broker.config.connections_max_idle_ms
         pending: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         sender = asyncio.create_task(self._send(pending, writer, peer))
         limit = self.broker.config.socket_request_max_bytes
         try:
             while not sender.done():
-                size = _I32.unpack(await reader.readexactly(4))[0]
+                head = await activity.read(reader, 4, idle_ms)
+                if head is None:
+                    log.info("closing %s: idle for connections.max.idle.ms (%d ms)", peer, idle_ms)
+                    break
+                size = _I32.unpack(head)[0]
                 if size < 0 or size > limit:
                     log.warning("closing %s: request of %d bytes exceeds socket.request.max.bytes %d", peer, size, limit)
                     break
@@ -100,7 +111,8 @@ class KafkaServer:
                     if session.expired():
                         log.info("closing %s: SASL session of %s expired", peer, session.principal)
                         break
-                await pending.put(asyncio.create_task(self._dispatch(header, frame, pos, peer, session)))
+                await activity.wait_unmuted()  # a throttled client's next request waits (KIP-219)
+                await pending.put(asyncio.create_task(self._dispatch(header, frame, pos, peer, session, activity)))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except asyncio.CancelledError:
@@ -114,6 +126,18 @@ class KafkaServer:
                 pass
             writer.close()
             self._connections.discard(task)
+            self.broker.connection_quotas.release(session.client_host)
+
+    async def _admit(self, host: str, peer: str) -> bool:
+        """Take a connection slot (waiting while max.connections are open); False past max.connections.per.ip."""
+        try:
+            await self.broker.connection_quotas.acquire(host)
+        except TooManyConnections as exc:
+            log.warning("closing %s: %s", peer, exc)
+            return False
+        except asyncio.CancelledError:  # the server stops while this connection waits for a slot
+            return False
+        return True
 
     def _session(self, client_host: str, writer: asyncio.StreamWriter) -> Session:
         listener = self.listener
@@ -177,7 +201,8 @@ class KafkaServer:
                 writer.write(response)
                 await writer.drain()
 
-    async def _dispatch(self, header, frame: bytes, pos: int, peer: str, session: Session):
+    async def _dispatch(self, header, frame: bytes, pos: int, peer: str, session: Session,
+                        activity: ConnectionActivity | None = None):
         api = self.handlers.get(header.api_key)
         if api is None:
             log.warning("closing %s: unknown API key %d (client %s)", peer, header.api_key, header.client_id)
@@ -200,11 +225,21 @@ class KafkaServer:
         ctx = RequestContext(self.broker, header, Reply(c.response_module, version), peer, session.principal,
                              session.client_host, session.listener, session)
         try:
-            response = api.handler(ctx, request)
-            if inspect.isawaitable(response):
-                response = await response
+            if activity is not None:
+                activity.in_flight += 1
+            try:
+                response = api.handler(ctx, request)
+                if inspect.isawaitable(response):
+                    response = await response
+            finally:
+                if activity is not None:
+                    activity.in_flight -= 1
+                    activity.touch()
             if response is None:
                 return None
+            throttle = getattr(response, "throttle_time", None)
+            if throttle and activity is not None:  # a quota was exceeded: mute the connection, or delay this answer
+                await activity.throttle(header.api_key, version, int(throttle.total_seconds() * 1000))
             return c.encode(header.correlation_id, response)
         except Exception:
             log.exception("closing %s: handler for API key %d v%d failed", peer, header.api_key, version)

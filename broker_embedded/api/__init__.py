@@ -52,6 +52,7 @@ MODULES = ("versions", "metadata", "produce", "fetch", "offsets", "admin", "conf
            "delete_records", "sasl", "scram", "features", "log_dirs", "replication", "cluster", "topic_partitions",
            "disabled")
 MODULES += ("consumer_groups",)  # the consumer group protocol (KIP-848)
+MODULES += ("acls", "client_quotas")  # ACL and client-quota administration (security part 5)
 
 
 def handles(key: int, min_version: int, max_version: int) -> Callable:

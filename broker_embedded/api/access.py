@@ -15,6 +15,7 @@ READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE = (Operation.READ, Operation.WRITE,
                                                 Operation.ALTER, Operation.DESCRIBE)
 DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE = (Operation.DESCRIBE_CONFIGS, Operation.ALTER_CONFIGS,
                                                      Operation.IDEMPOTENT_WRITE)
+CLUSTER_ACTION = Operation.CLUSTER_ACTION
 
 
 def allowed(ctx: RequestContext, operation: Operation, resource_type: ResourceType, name: str) -> bool:

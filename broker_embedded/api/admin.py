@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from kio.schema.errors import ErrorCode
 
+from ..acl import CLUSTER_NAME, NO_AUTHORIZED_OPERATIONS
 from ..config import TOPIC_CONFIGS
 from ..metadata import TopicError
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import (ALTER, CLUSTER, CREATE, DELETE, DESCRIBE, DESCRIBE_CONFIGS, TOPIC, allowed,
+                     authorized_operations, cluster_allowed)
 from .errors import KafkaError, error_code
 from .metadata import NO_TOPIC_ID, broker_endpoint
 
@@ -18,9 +21,12 @@ def create_topics(ctx: RequestContext, req):
     broker = ctx.broker
     results = []
     seen: set[str] = set()
+    may_create_any = cluster_allowed(ctx, CREATE)  # else CREATE on each topic
     for t in req.topics:
         code, message, topic_id, partitions, rf, configs = ErrorCode.none, None, NO_TOPIC_ID, -1, -1, ()
         try:
+            if not may_create_any and not allowed(ctx, CREATE, TOPIC, t.name):
+                raise KafkaError(ErrorCode.topic_authorization_failed, "Authorization failed.")
             if t.name in seen:
                 raise KafkaError(ErrorCode.invalid_request, f"Create topics request from client contains a duplicate topic: {t.name}")
             seen.add(t.name)
@@ -41,8 +47,10 @@ def create_topics(ctx: RequestContext, req):
             else:
                 topic = broker.topics.create(t.name, partitions, overrides)
                 topic_id, checked = topic.topic_id, topic.configs
-            # CreateTopics v0-4 responses carry no configs (and kio has no entity for them there).
-            configs = () if not r.has("CreatableTopicResult", "configs") else tuple(
+            # CreateTopics v0-4 responses carry no configs (and kio has no entity for them there); v5+ shows them
+            # only to a principal that may describe the topic's configs.
+            configs = () if not r.has("CreatableTopicResult", "configs") or not allowed(
+                ctx, DESCRIBE_CONFIGS, TOPIC, t.name) else tuple(
                 r("CreatableTopicConfigs", name=name, value=checked.get(name, d.default), read_only=False,
                   config_source=1 if name in checked else 5, is_sensitive=False)
                 for name, d in TOPIC_CONFIGS.items()
@@ -73,6 +81,8 @@ def delete_topics(ctx: RequestContext, req):
                 code, message = ErrorCode.unknown_topic_id, f"Topic id {topic_id} does not exist."
             else:
                 name = topic.name
+        if code == ErrorCode.none and not allowed(ctx, DELETE, TOPIC, name):
+            code, message = ErrorCode.topic_authorization_failed, "Authorization failed."
         if code == ErrorCode.none:
             try:
                 if name.startswith("__"):
@@ -91,6 +101,8 @@ def create_partitions(ctx: RequestContext, req):
     for t in req.topics:
         code, message = ErrorCode.none, None
         try:
+            if not allowed(ctx, ALTER, TOPIC, t.name):
+                raise KafkaError(ErrorCode.topic_authorization_failed, "Authorization failed.")
             topic = ctx.broker.topics.get(t.name)
             if t.assignments is not None and topic is not None and t.count > topic.partitions:
                 added = t.count - topic.partitions
@@ -149,6 +161,9 @@ def describe_cluster(ctx: RequestContext, req):
     r = ctx.reply
     node_id, host, port = broker_endpoint(ctx)
     brokers = (r("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=None),)
+    cluster_ops = NO_AUTHORIZED_OPERATIONS
+    if req.include_cluster_authorized_operations:
+        cluster_ops = authorized_operations(ctx, CLUSTER, CLUSTER_NAME) if cluster_allowed(ctx, DESCRIBE) else 0
     return r("DescribeClusterResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, error_message=None,
              endpoint_type=1, cluster_id=ctx.broker.config.cluster_id, controller_id=node_id, brokers=brokers,
-             cluster_authorized_operations=-2147483648)
+             cluster_authorized_operations=cluster_ops)

@@ -9,6 +9,7 @@ from kio.schema.errors import ErrorCode
 
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import DELETE, TOPIC, allowed
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,13 @@ async def delete_records(ctx: RequestContext, req):
     topics = []
     for t in req.topics:
         parts = []
+        deletable = allowed(ctx, DELETE, TOPIC, t.name)
         for p in t.partitions:
             plog = broker.partition(t.name, p.partition_index)
             code, low = ErrorCode.none, -1
-            if plog is None:
+            if not deletable:
+                code = ErrorCode.topic_authorization_failed
+            elif plog is None:
                 code = ErrorCode.unknown_topic_or_partition
             elif not plog.config.delete:
                 # Kafka refuses to delete records from a compact-only topic.

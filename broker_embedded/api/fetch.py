@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 
 from kio.schema.errors import ErrorCode
 
 from ..log.partition import OffsetOutOfRange
-from ..protocol import ZERO_MS
+from ..quotas import user_of
 from . import RequestContext, handles
+from .access import READ, TOPIC, allowed
 from .metadata import topic_name_of
 
 READ_COMMITTED = 1
@@ -28,7 +30,15 @@ async def fetch(ctx: RequestContext, req):
         for w in waiters:
             w.cancel()
     # v16+ may name the leaders of partitions that moved (KIP-951); on one node none ever moves.
-    return ctx.reply("FetchResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, session_id=0,
+    # The fetch byte-rate quota: a throttled client gets an empty answer (its bytes taken back) and a muted
+    # connection for the throttle time, as in Kafka.
+    quota, user, client_id = ctx.broker.fetch_quota, user_of(ctx.principal), ctx.header.client_id or ""
+    throttle = quota.record(user, client_id, total)
+    if throttle:
+        quota.unrecord(user, client_id, total)
+        responses = []
+    return ctx.reply("FetchResponse", throttle_time=datetime.timedelta(milliseconds=throttle),
+                     error_code=ErrorCode.none, session_id=0,
                      responses=tuple(responses), node_endpoints=())
 
 
@@ -40,6 +50,9 @@ def _read(ctx: RequestContext, req):
     # until some partition returned records, one whole batch is returned even if larger, so a consumer always
     # makes progress; after that a partition whose next batch does not fit returns nothing this time.
     budget = req.max_bytes
+    quota_window = ctx.broker.fetch_quota.max_bytes_in_window(user_of(ctx.principal), ctx.header.client_id or "")
+    if quota_window is not None:  # no more than the client's quota allows in one window
+        budget = min(budget, quota_window)
     min_one = True
     total = 0
     logs = []
@@ -47,7 +60,11 @@ def _read(ctx: RequestContext, req):
     for ft in req.topics:
         name = topic_name_of(broker, ft)  # v13+ name topics by id
         parts = []
+        readable = name is None or allowed(ctx, READ, TOPIC, name)
         for fp in ft.partitions:
+            if not readable:
+                parts.append(_partition(r, fp.partition, ErrorCode.topic_authorization_failed, -1, -1, -1, b""))
+                continue
             plog = broker.partition(name, fp.partition)
             if plog is None:
                 missing = ErrorCode.unknown_topic_or_partition if name is not None else ErrorCode.unknown_topic_id

@@ -9,6 +9,7 @@ from ..coordinator.group import now_ms
 from ..coordinator.group_records import OffsetValue
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import DELETE, DESCRIBE, GROUP, READ, TOPIC, allowed
 from .errors import KafkaError
 
 
@@ -31,6 +32,8 @@ async def offset_commit(ctx: RequestContext, req):
                                              getattr(req, "group_instance_id", None), api_version=ctx.version)
     except KafkaError as exc:
         group_error = exc.code
+    if not allowed(ctx, READ, GROUP, req.group_id):  # refused before any member check, as in Kafka
+        group_error = ErrorCode.group_authorization_failed
     limit = broker.config.offset_metadata_max_bytes
     ts = now_ms()
     accepted: dict[tuple[str, int], OffsetValue] = {}
@@ -43,6 +46,8 @@ async def offset_commit(ctx: RequestContext, req):
             if code == ErrorCode.none:
                 if name is None:
                     code = ErrorCode.unknown_topic_id
+                elif not allowed(ctx, READ, TOPIC, name):
+                    code = ErrorCode.topic_authorization_failed
                 elif broker.partition(name, p.partition_index) is None:
                     code = ErrorCode.unknown_topic_or_partition
                 elif p.committed_metadata is not None and len(p.committed_metadata.encode("utf-8")) > limit:
@@ -104,6 +109,8 @@ def _fetch_group(ctx: RequestContext, group_id: str, wanted, require_stable: boo
     topic_entity = "OffsetFetchResponseTopics" if v8 else "OffsetFetchResponseTopic"
     part_entity = "OffsetFetchResponsePartitions" if v8 else "OffsetFetchResponsePartition"
     store = ctx.broker.offsets
+    if not allowed(ctx, DESCRIBE, GROUP, group_id):
+        return ErrorCode.group_authorization_failed, ()
     try:
         stored = store.fetch(group_id)
     except KafkaError as exc:
@@ -120,6 +127,8 @@ def _fetch_group(ctx: RequestContext, group_id: str, wanted, require_stable: boo
     else:
         entries = [(_topic_name(ctx, t), getattr(t, "name", None), getattr(t, "topic_id", None),
                     list(t.partition_indexes)) for t in wanted]
+    if wanted is None:  # the offsets of topics the principal may not describe are left out
+        entries = [e for e in entries if allowed(ctx, DESCRIBE, TOPIC, e[0])]
     topics = []
     for topic, name, topic_id, partitions in entries:
         parts = []
@@ -127,6 +136,8 @@ def _fetch_group(ctx: RequestContext, group_id: str, wanted, require_stable: boo
             code, offset, epoch, metadata = ErrorCode.none, -1, -1, ""
             if topic is None:
                 code = ErrorCode.unknown_topic_id
+            elif not allowed(ctx, DESCRIBE, TOPIC, topic):
+                code = ErrorCode.topic_authorization_failed
             elif require_stable and store.has_pending_txn_offsets(group_id, topic, index):
                 code = ErrorCode.unstable_offset_commit
             else:
@@ -143,6 +154,9 @@ def _fetch_group(ctx: RequestContext, group_id: str, wanted, require_stable: boo
 async def offset_delete(ctx: RequestContext, req):
     r = ctx.reply
     broker = ctx.broker
+    if not allowed(ctx, DELETE, GROUP, req.group_id):
+        return r("OffsetDeleteResponse", error_code=ErrorCode.group_authorization_failed, throttle_time=ZERO_MS,
+                 topics=())
     try:
         group = broker.groups.group_for_offset_delete(req.group_id)
     except KafkaError as exc:
@@ -154,7 +168,9 @@ async def offset_delete(ctx: RequestContext, req):
         parts = []
         for p in t.partitions:
             code = ErrorCode.none
-            if subscribed:
+            if not allowed(ctx, READ, TOPIC, t.name):
+                code = ErrorCode.topic_authorization_failed
+            elif subscribed:
                 code = ErrorCode.group_subscribed_to_topic
             elif broker.partition(t.name, p.partition_index) is None:
                 code = ErrorCode.unknown_topic_or_partition

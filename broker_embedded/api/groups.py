@@ -10,11 +10,18 @@ from kio.schema.errors import ErrorCode
 from ..coordinator.group import GroupState
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import DELETE, DESCRIBE, GROUP, READ, TRANSACTIONAL_ID, allowed, authorized_operations, cluster_allowed
 from .errors import KafkaError
 from .metadata import broker_endpoint
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 NO_AUTHORIZED_OPERATIONS = -2147483648
+
+
+def require_group(ctx: RequestContext, operation, group_id: str) -> None:
+    """GROUP_AUTHORIZATION_FAILED unless the principal may perform `operation` on the group."""
+    if not allowed(ctx, operation, GROUP, group_id):
+        raise KafkaError(ErrorCode.group_authorization_failed, "Group authorization failed.")
 
 
 def ms(value) -> int:
@@ -34,14 +41,26 @@ def find_coordinator(ctx: RequestContext, req):
     code, message = ErrorCode.none, None
     if key_type not in (GROUP_KEY, TRANSACTION_KEY):
         code, message = ErrorCode.invalid_request, f"Unknown coordinator type {key_type}."
+
+    def key_error(key: str) -> tuple[ErrorCode, str | None]:  # DESCRIBE on the group or transactional id
+        if code != ErrorCode.none:
+            return code, message
+        if key_type == GROUP_KEY and not allowed(ctx, DESCRIBE, GROUP, key):
+            return ErrorCode.group_authorization_failed, "Group authorization failed."
+        if key_type == TRANSACTION_KEY and not allowed(ctx, DESCRIBE, TRANSACTIONAL_ID, key):
+            return ErrorCode.transactional_id_authorization_failed, "Transactional Id authorization failed."
+        return ErrorCode.none, None
+
     if ctx.version >= 4:
         found = tuple(
-            r("Coordinator", key=key, node_id=node_id if code == ErrorCode.none else -1,
-              host=host if code == ErrorCode.none else "", port=port if code == ErrorCode.none else -1,
-              error_code=code, error_message=message)
+            r("Coordinator", key=key, node_id=node_id if err == ErrorCode.none else -1,
+              host=host if err == ErrorCode.none else "", port=port if err == ErrorCode.none else -1,
+              error_code=err, error_message=msg)
             for key in req.coordinator_keys
+            for err, msg in [key_error(key)]
         )
         return r("FindCoordinatorResponse", throttle_time=ZERO_MS, coordinators=found)
+    code, message = key_error(req.key)
     if code != ErrorCode.none:
         node_id, host, port = -1, "", -1
     return r("FindCoordinatorResponse", throttle_time=ZERO_MS, error_code=code, error_message=message,
@@ -55,6 +74,7 @@ async def join_group(ctx: RequestContext, req):
     rebalance = ms(req.rebalance_timeout) if ctx.version >= 1 else session
     protocols = [(p.name, bytes(p.metadata)) for p in req.protocols]
     try:
+        require_group(ctx, READ, req.group_id)
         res = await ctx.broker.groups.join(
             req.group_id, req.member_id, getattr(req, "group_instance_id", None), req.protocol_type, protocols,
             session, rebalance, ctx.header.client_id or "", client_host(ctx),
@@ -77,6 +97,7 @@ async def sync_group(ctx: RequestContext, req):
     r = ctx.reply
     assignments = {a.member_id: bytes(a.assignment) for a in req.assignments}
     try:
+        require_group(ctx, READ, req.group_id)
         res = await ctx.broker.groups.sync(
             req.group_id, req.generation_id, req.member_id, getattr(req, "group_instance_id", None),
             getattr(req, "protocol_type", None), getattr(req, "protocol_name", None), assignments)
@@ -90,6 +111,7 @@ async def sync_group(ctx: RequestContext, req):
 @handles(12, 0, 4)
 def heartbeat(ctx: RequestContext, req):
     try:
+        require_group(ctx, READ, req.group_id)
         code = ctx.broker.groups.heartbeat(req.group_id, req.generation_id, req.member_id,
                                            getattr(req, "group_instance_id", None))
     except KafkaError as exc:
@@ -105,6 +127,7 @@ def leave_group(ctx: RequestContext, req):
     else:
         leaving = [(req.member_id, None)]
     try:
+        require_group(ctx, READ, req.group_id)
         code, errors = ctx.broker.groups.leave(req.group_id, leaving)
     except KafkaError as exc:
         code, errors = exc.code, [exc.code] * len(leaving)
@@ -122,7 +145,14 @@ def describe_groups(ctx: RequestContext, req):
     r = ctx.reply
     coordinator = ctx.broker.groups
     described = []
+    with_ops = getattr(req, "include_authorized_operations", False)
     for group_id in req.groups:
+        if not allowed(ctx, DESCRIBE, GROUP, group_id):
+            described.append(r("DescribedGroup", error_code=ErrorCode.group_authorization_failed,
+                               error_message="Group authorization failed.", group_id=group_id, group_state="",
+                               protocol_type="", protocol_data="", members=(),
+                               authorized_operations=NO_AUTHORIZED_OPERATIONS))
+            continue
         try:
             coordinator.offsets.check_loaded()
         except KafkaError as exc:
@@ -151,7 +181,8 @@ def describe_groups(ctx: RequestContext, req):
         described.append(r("DescribedGroup", error_code=ErrorCode.none, error_message=None, group_id=group_id,
                            group_state=group.state.value, protocol_type=group.protocol_type or "",
                            protocol_data=(group.protocol or "") if stable else "", members=members,
-                           authorized_operations=NO_AUTHORIZED_OPERATIONS))
+                           authorized_operations=authorized_operations(ctx, GROUP, group_id) if with_ops
+                           else NO_AUTHORIZED_OPERATIONS))
     return r("DescribeGroupsResponse", throttle_time=ZERO_MS, groups=tuple(described))
 
 
@@ -171,6 +202,8 @@ def list_groups(ctx: RequestContext, req):
         for group_id, ptype, state, gtype in found
         if (not states or state.lower() in states) and (not types or gtype in types)
     )
+    if not cluster_allowed(ctx, DESCRIBE):  # without DESCRIBE on the cluster, only the groups it may describe
+        listed = tuple(g for g in listed if allowed(ctx, DESCRIBE, GROUP, g.group_id))
     return r("ListGroupsResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, groups=listed)
 
 
@@ -182,6 +215,7 @@ async def delete_groups(ctx: RequestContext, req):
     for group_id in req.groups_names:
         code = ErrorCode.none
         try:
+            require_group(ctx, DELETE, group_id)
             writes.append(ctx.broker.groups.delete_group(group_id))
         except KafkaError as exc:
             code = exc.code

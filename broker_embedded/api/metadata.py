@@ -6,9 +6,11 @@ import uuid
 
 from kio.schema.errors import ErrorCode
 
+from ..acl import CLUSTER_NAME, NO_AUTHORIZED_OPERATIONS
 from ..metadata import TopicError, check_topic_name
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import CLUSTER, CREATE, DESCRIBE, TOPIC, allowed, authorized_operations, cluster_allowed
 from .errors import error_code
 
 NO_TOPIC_ID = uuid.UUID(int=0)
@@ -41,7 +43,9 @@ def metadata(ctx: RequestContext, req):
     node_id, host, port = broker_endpoint(ctx)
     # v4+ carries the client's permission; older versions always allowed auto-creation.
     auto = getattr(req, "allow_auto_topic_creation", True)
-    if req.topics is None or (ctx.version == 0 and not req.topics):
+    all_topics = req.topics is None or (ctx.version == 0 and not req.topics)
+    with_ops = getattr(req, "include_topic_authorized_operations", False)
+    if all_topics:
         wanted = [(t.name, None) for t in broker.topics.topics.values()]
     else:
         wanted = [(t.name, getattr(t, "topic_id", None)) for t in req.topics]
@@ -52,7 +56,20 @@ def metadata(ctx: RequestContext, req):
             if topic is None:
                 topics.append(_topic_error(r, ErrorCode.unknown_topic_id, None, topic_id))
                 continue
+            if not allowed(ctx, DESCRIBE, TOPIC, topic.name):  # topic ids are not secret: say which is refused
+                topics.append(_topic_error(r, ErrorCode.topic_authorization_failed, None, topic_id))
+                continue
         else:
+            # Topics the principal may not describe are hidden from "all topics" and refused by name, before
+            # anything reveals whether they exist; creating one needs CREATE on the cluster or the topic.
+            if not allowed(ctx, DESCRIBE, TOPIC, name):
+                if not all_topics:
+                    topics.append(_topic_error(r, ErrorCode.topic_authorization_failed, name, NO_TOPIC_ID))
+                continue
+            if (auto and broker.config.auto_create_topics and broker.topics.get(name) is None
+                    and not cluster_allowed(ctx, CREATE) and not allowed(ctx, CREATE, TOPIC, name)):
+                topics.append(_topic_error(r, ErrorCode.topic_authorization_failed, name, NO_TOPIC_ID))
+                continue
             try:
                 check_topic_name(name)
                 topic = broker.get_or_create_topic(name, auto)
@@ -69,12 +86,16 @@ def metadata(ctx: RequestContext, req):
         )
         topics.append(r("MetadataResponseTopic", error_code=ErrorCode.none, name=topic.name,
                         topic_id=topic.topic_id, is_internal=topic.internal, partitions=partitions,
-                        topic_authorized_operations=-2147483648))
+                        topic_authorized_operations=authorized_operations(ctx, TOPIC, topic.name) if with_ops
+                        else NO_AUTHORIZED_OPERATIONS))
+    cluster_ops = NO_AUTHORIZED_OPERATIONS
+    if getattr(req, "include_cluster_authorized_operations", False):  # v8-10
+        cluster_ops = authorized_operations(ctx, CLUSTER, CLUSTER_NAME) if cluster_allowed(ctx, DESCRIBE) else 0
     brokers = (r("MetadataResponseBroker", node_id=node_id, host=host, port=port, rack=None),)
     return r("MetadataResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, brokers=brokers, cluster_id=broker.config.cluster_id,
-             controller_id=node_id, topics=tuple(topics), cluster_authorized_operations=-2147483648)
+             controller_id=node_id, topics=tuple(topics), cluster_authorized_operations=cluster_ops)
 
 
 def _topic_error(r, code, name, topic_id):
     return r("MetadataResponseTopic", error_code=code, name=name, topic_id=topic_id, is_internal=False,
-             partitions=(), topic_authorized_operations=-2147483648)
+             partitions=(), topic_authorized_operations=NO_AUTHORIZED_OPERATIONS)

@@ -6,6 +6,7 @@ from kio.schema.errors import ErrorCode
 
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import DESCRIBE, TOPIC, allowed
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
 
@@ -18,10 +19,13 @@ def list_offsets(ctx: RequestContext, req):
     topics = []
     for t in req.topics:
         parts = []
+        describable = allowed(ctx, DESCRIBE, TOPIC, t.name)
         for p in t.partitions:
-            plog = broker.partition(t.name, p.partition_index)
+            plog = broker.partition(t.name, p.partition_index) if describable else None
             code, ts, offset = ErrorCode.none, -1, -1
-            if plog is None:
+            if not describable:
+                code = ErrorCode.topic_authorization_failed
+            elif plog is None:
                 code = ErrorCode.unknown_topic_or_partition
             elif p.timestamp == LATEST:
                 offset = broker.last_stable_offset(plog) if committed else plog.high_watermark

@@ -11,8 +11,9 @@ from kio.schema.errors import ErrorCode
 from ..log.batch import InvalidBatch, split_batches
 from ..log.partition import LogDeleted
 from ..log.records import keyless_records
-from ..protocol import ZERO_MS
+from ..quotas import user_of
 from . import RequestContext, handles
+from .access import TOPIC, TRANSACTIONAL_ID, WRITE, allowed
 from .errors import KafkaError, error_code
 from .metadata import topic_name_of
 
@@ -28,6 +29,7 @@ async def produce(ctx: RequestContext, req):
     durable = acks == -1 and broker.config.flush_on_ack
     results: list[tuple[str | None, object, list[dict]]] = []
     waits: list[tuple[asyncio.Future, dict]] = []
+    txn_denied = req.transactional_id is not None and not allowed(ctx, WRITE, TRANSACTIONAL_ID, req.transactional_id)
     for td in req.topic_data:
         name = topic_name_of(broker, td)  # v13+: by topic id; None if unknown
         parts = []
@@ -39,6 +41,11 @@ async def produce(ctx: RequestContext, req):
             try:
                 if acks not in (0, 1, -1):
                     raise KafkaError(ErrorCode.invalid_required_acks, f"acks must be 0, 1 or -1, got {acks}")
+                if txn_denied:
+                    raise KafkaError(ErrorCode.transactional_id_authorization_failed,
+                                     "Transactional Id authorization failed.")
+                if name is not None and not allowed(ctx, WRITE, TOPIC, name):
+                    raise KafkaError(ErrorCode.topic_authorization_failed, "Topic authorization failed.")
                 if plog is None and name is None:
                     raise KafkaError(ErrorCode.unknown_topic_id, f"Unknown topic id {td.topic_id}")
                 if plog is None:
@@ -89,6 +96,9 @@ async def produce(ctx: RequestContext, req):
         except Exception as exc:  # not on disk: the client must not take it as acknowledged
             result.update(error_code=ErrorCode.kafka_storage_error, error_message=f"fsync failed: {exc}",
                           base_offset=-1)
+    # The produce byte-rate quota (quotas.py): a client over it hears how long to wait, and its connection is muted.
+    size = sum(len(pd.records or b"") for td in req.topic_data for pd in td.partition_data)
+    throttle = broker.produce_quota.record(user_of(ctx.principal), ctx.header.client_id or "", size)
     if acks == 0:
         return None
     r = ctx.reply
@@ -99,7 +109,7 @@ async def produce(ctx: RequestContext, req):
                 for i, m in result.get("record_errors", ()))}) for result in parts))
         for name, td, parts in results
     )
-    return r("ProduceResponse", responses=topics, throttle_time=ZERO_MS)
+    return r("ProduceResponse", responses=topics, throttle_time=datetime.timedelta(milliseconds=throttle))
 
 
 def _storage(exc: OSError) -> str:

@@ -11,6 +11,7 @@ from kio.schema.errors import ErrorCode
 from ..coordinator.transactions import STATES
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import DESCRIBE, READ, TOPIC, TRANSACTIONAL_ID, allowed
 
 _EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
 
@@ -22,11 +23,13 @@ def describe_producers(ctx: RequestContext, req):
     topics = []
     for t in req.topics:
         parts = []
+        readable = allowed(ctx, READ, TOPIC, t.name)
         for index in t.partition_indexes:
-            plog = broker.partition(t.name, index)
+            plog = broker.partition(t.name, index) if readable else None
             if plog is None:
                 parts.append(r("PartitionResponse", partition_index=index,
-                               error_code=ErrorCode.unknown_topic_or_partition, error_message=None,
+                               error_code=ErrorCode.unknown_topic_or_partition if readable
+                               else ErrorCode.topic_authorization_failed, error_message=None,
                                active_producers=()))
                 continue
             state = broker.producers.state(plog)
@@ -46,9 +49,11 @@ def describe_transactions(ctx: RequestContext, req):
     r = ctx.reply
     out = []
     for tid in req.transactional_ids:
-        meta = ctx.broker.transactions.describe(tid)
+        meta = ctx.broker.transactions.describe(tid) if allowed(ctx, DESCRIBE, TRANSACTIONAL_ID, tid) else None
         if meta is None:
-            out.append(r("TransactionState", error_code=ErrorCode.transactional_id_not_found, transactional_id=tid,
+            missing = (ErrorCode.transactional_id_not_found if allowed(ctx, DESCRIBE, TRANSACTIONAL_ID, tid)
+                       else ErrorCode.transactional_id_authorization_failed)
+            out.append(r("TransactionState", error_code=missing, transactional_id=tid,
                          transaction_state="", transaction_timeout=ZERO_MS, transaction_start_time=_EPOCH,
                          producer_id=-1, producer_epoch=-1, topics=()))
             continue
@@ -87,6 +92,8 @@ def list_transactions(ctx: RequestContext, req):
                               or now - meta.start_ms < duration):
             continue
         if regex is not None and not regex.fullmatch(meta.transactional_id):
+            continue
+        if not allowed(ctx, DESCRIBE, TRANSACTIONAL_ID, meta.transactional_id):
             continue
         out.append(r("TransactionState", transactional_id=meta.transactional_id, producer_id=meta.producer_id,
                      transaction_state=meta.state))

@@ -1,0 +1,367 @@
+"""Authorization with real clients and real principals (SCRAM-SHA-256 over SASL_PLAINTEXT): a principal without
+READ on a topic gets TOPIC_AUTHORIZATION_FAILED as aiokafka, kafka-python and confluent-kafka each report it;
+prefixed ACLs; deny beats allow; super users; Metadata hides what a principal may not describe; group and
+transactional-id checks; ACL administration through confluent-kafka's and kafka-python's admin clients; ACLs
+survive a restart. Raw-protocol checks run as User:ANONYMOUS on a PLAINTEXT listener of the same broker.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import closing
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
+                                   NewTopic, ResourcePatternType, ResourceType)
+
+from broker_embedded import EmbeddedBroker
+from wire import Conn
+
+PASSWORD = "secret-pw"
+USERS = ("admin", "alice", "bob")
+
+
+def _settings(data_dir) -> dict:
+    return dict(data_dir=str(data_dir), group_initial_rebalance_delay_ms=0,
+                listeners="SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
+                scram_users={u: PASSWORD for u in USERS}, authorizer=True, super_users="User:admin")
+
+
+@pytest.fixture
+def secured(tmp_path):
+    broker = EmbeddedBroker(**_settings(tmp_path / "broker")).start_in_thread()
+    yield broker
+    broker.stop_thread()
+
+
+def _librdkafka(broker, user: str, **extra) -> dict:
+    return {"bootstrap.servers": broker.listener_address("SASL_PLAINTEXT"), "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": user, "sasl.password": PASSWORD, **extra}
+
+
+def _aiokafka(broker, user: str) -> dict:
+    return dict(bootstrap_servers=broker.listener_address("SASL_PLAINTEXT"), security_protocol="SASL_PLAINTEXT",
+                sasl_mechanism="SCRAM-SHA-256", sasl_plain_username=user, sasl_plain_password=PASSWORD)
+
+
+def _kafka_python(broker, user: str) -> dict:
+    return dict(bootstrap_servers=broker.listener_address("SASL_PLAINTEXT"), security_protocol="SASL_PLAINTEXT",
+                sasl_mechanism="SCRAM-SHA-256", sasl_plain_username=user, sasl_plain_password=PASSWORD)
+
+
+def _admin(broker, user: str = "admin") -> AdminClient:
+    return AdminClient(_librdkafka(broker, user))
+
+
+def _acl(rtype, name, principal, op, perm=AclPermissionType.ALLOW, pattern=ResourcePatternType.LITERAL, host="*"):
+    return AclBinding(rtype, name, pattern, principal, host, op, perm)
+
+
+def _create_acls(broker, acls) -> None:
+    admin = _admin(broker)  # held until the futures are done: a collected client cancels them
+    for f in admin.create_acls(acls).values():
+        assert f.result(timeout=10) is None
+
+
+def _create_topic(broker, name: str, partitions: int = 1) -> None:
+    admin = _admin(broker)
+    for f in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        f.result(timeout=10)
+
+
+def _describe_acls(broker, flt) -> list[str]:
+    admin = _admin(broker)
+    return sorted(map(str, admin.describe_acls(flt).result(10)))
+
+
+def _produce_as(broker, user: str, topic: str, values) -> None:
+    p = Producer(_librdkafka(broker, user, acks="all"))
+    failures = []
+    for v in values:
+        p.produce(topic, v, on_delivery=lambda err, _m: err and failures.append(err))
+    assert p.flush(15) == 0
+    assert not failures, failures
+
+
+def test_read_denied_as_each_client_reports_it(secured):
+    """alice may describe the topic (so its metadata and offsets are visible) but not read it."""
+    topic = "secret-" + uuid.uuid4().hex[:6]
+    _create_topic(secured, topic)
+    _produce_as(secured, "admin", topic, [b"x"] * 3)
+    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.DESCRIBE),
+                           _acl(ResourceType.GROUP, "alice-g", "User:alice", AclOperation.READ)])
+
+    # confluent-kafka: the fetch error arrives as a message whose error() is TOPIC_AUTHORIZATION_FAILED.
+    c = Consumer(_librdkafka(secured, "alice", **{"group.id": "alice-g", "enable.auto.commit": False}))
+    try:
+        from confluent_kafka import TopicPartition as CTP
+        c.assign([CTP(topic, 0, 0)])
+        code = None
+        deadline = time.monotonic() + 15
+        while code is None and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error():
+                code = m.error().code()
+            assert m is None or m.error(), "alice must not read the topic"
+        assert code == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        c.close()
+
+    # kafka-python: poll() raises TopicAuthorizationFailedError.
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    from kafka.errors import TopicAuthorizationFailedError as KafkaPythonTopicAuthFailed
+    kc = KafkaConsumer(**_kafka_python(secured, "alice"), enable_auto_commit=False)
+    try:
+        kc.assign([KTP(topic, 0)])
+        kc.seek(KTP(topic, 0), 0)
+        with pytest.raises(KafkaPythonTopicAuthFailed):
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                assert not kc.poll(timeout_ms=500)
+    finally:
+        kc.close()
+
+
+async def test_read_denied_aiokafka(secured):
+    topic = "secret-" + uuid.uuid4().hex[:6]
+    _create_topic(secured, topic)
+    _produce_as(secured, "admin", topic, [b"x"] * 3)
+    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.DESCRIBE)])
+    consumer = AIOKafkaConsumer(**_aiokafka(secured, "alice"), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        with pytest.raises(TopicAuthorizationFailedError):
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                assert not await consumer.getmany(timeout_ms=500)
+    finally:
+        await consumer.stop()
+    # The same principal joining a group it has no READ on is refused with the group error.
+    grouped = AIOKafkaConsumer(topic, **_aiokafka(secured, "alice"), group_id="no-access")
+    try:
+        with pytest.raises(GroupAuthorizationFailedError):
+            await grouped.start()
+    finally:
+        await grouped.stop()
+
+
+async def test_prefixed_acl_and_group_read(secured):
+    """READ on the prefix "pub-" and on the group let alice consume pub-* in a group, and nothing else."""
+    pub, priv = "pub-" + uuid.uuid4().hex[:6], "priv-" + uuid.uuid4().hex[:6]
+    for t in (pub, priv):
+        _create_topic(secured, t)
+        _produce_as(secured, "admin", t, [b"a", b"b"])
+    _create_acls(secured, [
+        _acl(ResourceType.TOPIC, "pub-", "User:alice", AclOperation.READ, pattern=ResourcePatternType.PREFIXED),
+        _acl(ResourceType.GROUP, "alice-", "User:alice", AclOperation.READ, pattern=ResourcePatternType.PREFIXED),
+    ])
+    consumer = AIOKafkaConsumer(pub, **_aiokafka(secured, "alice"), group_id="alice-g", auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        got = []
+        deadline = time.monotonic() + 15
+        while len(got) < 2 and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                got += [m.value for m in msgs]
+        assert got == [b"a", b"b"]
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+    # Metadata for every topic shows alice the pub- topic and hides the other.
+    from kafka import KafkaAdminClient
+    admin = KafkaAdminClient(**_kafka_python(secured, "alice"))
+    try:
+        topics = set(admin.list_topics())
+    finally:
+        admin.close()
+    assert pub in topics and priv not in topics
+
+
+def test_deny_beats_allow_and_super_users(secured):
+    topic, other = "d-" + uuid.uuid4().hex[:6], "o-" + uuid.uuid4().hex[:6]
+    for t in (topic, other):
+        _create_topic(secured, t)
+    _create_acls(secured, [
+        _acl(ResourceType.TOPIC, "*", "User:bob", AclOperation.ALL),
+        _acl(ResourceType.TOPIC, topic, "User:*", AclOperation.WRITE, AclPermissionType.DENY),
+    ])
+    _produce_as(secured, "bob", other, [b"ok"])
+    p = Producer(_librdkafka(secured, "bob", acks="all", **{"message.timeout.ms": 5000}))
+    errors = []
+    p.produce(topic, b"no", on_delivery=lambda err, _m: errors.append(err))
+    p.flush(10)
+    assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    # A super user is not bound by ACLs, not even by a DENY for everyone.
+    _produce_as(secured, "admin", topic, [b"yes"])
+
+
+def test_acl_admin_with_confluent_and_kafka_python_and_restart(tmp_path):
+    settings = _settings(tmp_path / "broker")
+    broker = EmbeddedBroker(**settings).start_in_thread()
+    try:
+        acls = [
+            _acl(ResourceType.TOPIC, "t1", "User:alice", AclOperation.READ),
+            _acl(ResourceType.TOPIC, "logs-", "User:*", AclOperation.WRITE, AclPermissionType.DENY,
+                 ResourcePatternType.PREFIXED),
+            _acl(ResourceType.GROUP, "g1", "User:alice", AclOperation.READ, host="127.0.0.1"),
+        ]
+        _create_acls(broker, acls)
+        everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                                      AclPermissionType.ANY)
+        assert _describe_acls(broker, everything) == sorted(map(str, acls))
+        # MATCH: the ACLs that apply to a named resource (the prefixed deny applies to logs-app).
+        match = AclBindingFilter(ResourceType.TOPIC, "logs-app", ResourcePatternType.MATCH, None, None,
+                                 AclOperation.ANY, AclPermissionType.ANY)
+        assert _describe_acls(broker, match) == [str(acls[1])]
+        # A principal that is not allowed to ALTER the cluster cannot change ACLs.
+        alice = _admin(broker, "alice")
+        with pytest.raises(KafkaException) as refused:
+            for f in alice.create_acls([acls[0]]).values():
+                f.result(10)
+        assert refused.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+
+        # kafka-python's admin client sees and deletes the same ACLs.
+        from kafka import KafkaAdminClient
+        from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ResourcePatternFilter
+        from kafka.admin import ACLResourcePatternType, ResourceType as KResourceType
+        kadmin = KafkaAdminClient(**_kafka_python(broker, "admin"))
+        try:
+            flt = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                            permission_type=ACLPermissionType.ANY,
+                            resource_pattern=ResourcePatternFilter(KResourceType.GROUP, None,
+                                                                   ACLResourcePatternType.ANY))
+            found, error = kadmin.describe_acls(flt)
+            assert error.errno == 0 and [(a.principal, a.host) for a in found] == [("User:alice", "127.0.0.1")]
+            deleted = kadmin.delete_acls([flt])
+            assert len(deleted[0][1]) == 1
+        finally:
+            kadmin.close()
+    finally:
+        broker.stop_thread()
+
+    restarted = EmbeddedBroker(**settings).start_in_thread()
+    try:
+        assert _describe_acls(restarted, everything) == sorted(map(str, acls[:2]))
+        # ...and they still decide: the prefixed deny refuses a write by anyone but a super user.
+        _create_topic(restarted, "logs-x")
+        p = Producer(_librdkafka(restarted, "alice", acks="all", **{"message.timeout.ms": 5000}))
+        errors = []
+        p.produce("logs-x", b"no", on_delivery=lambda err, _m: errors.append(err))
+        p.flush(10)
+        assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    finally:
+        restarted.stop_thread()
+
+
+def test_transactional_id_needs_write(secured):
+    topic = "tx-" + uuid.uuid4().hex[:6]
+    _create_topic(secured, topic)
+    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.WRITE)])
+    p = Producer(_librdkafka(secured, "alice", **{"transactional.id": "alice-tx"}))
+    with pytest.raises(KafkaException) as refused:
+        p.init_transactions(10)
+    assert refused.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    _create_acls(secured, [_acl(ResourceType.TRANSACTIONAL_ID, "alice-tx", "User:alice", AclOperation.WRITE)])
+    p = Producer(_librdkafka(secured, "alice", **{"transactional.id": "alice-tx"}))
+    p.init_transactions(10)
+    p.begin_transaction()
+    p.produce(topic, b"in-txn")
+    p.commit_transaction(10)
+
+
+# ---- raw protocol, as User:ANONYMOUS on the PLAINTEXT listener ----
+
+def _raw(broker) -> Conn:
+    return Conn(broker.listener_address("PLAINTEXT"))
+
+
+def _grant_anonymous(broker, *acls) -> None:
+    _create_acls(broker, [_acl(rt, name, "User:ANONYMOUS", op, pattern=pt) for rt, name, op, pt in acls])
+
+
+def test_metadata_describe_and_auto_create(secured):
+    visible, hidden = "v-" + uuid.uuid4().hex[:6], "h-" + uuid.uuid4().hex[:6]
+    for t in (visible, hidden):
+        _create_topic(secured, t)
+    _grant_anonymous(secured, (ResourceType.TOPIC, visible, AclOperation.READ, ResourcePatternType.LITERAL))
+    with closing(_raw(secured)) as c:
+        m = c.m((3, 12))
+        everything = c.call((3, 12), topics=None, allow_auto_topic_creation=False,
+                            include_topic_authorized_operations=True)
+        assert [t.name for t in everything.topics] == [visible]
+        # READ implies DESCRIBE: bits 3 (READ) and 8 (DESCRIBE).
+        assert everything.topics[0].topic_authorized_operations == (1 << 3) | (1 << 8)
+        named = c.call((3, 12), topics=(m.MetadataRequestTopic(name=hidden, topic_id=None),
+                                        m.MetadataRequestTopic(name="new-" + visible, topic_id=None)),
+                       allow_auto_topic_creation=True, include_topic_authorized_operations=False)
+        assert [(t.name, t.error_code) for t in named.topics] == [(hidden, 29), ("new-" + visible, 29)]
+    # DESCRIBE and CREATE on a prefix: the topic is auto-created.
+    _grant_anonymous(secured, (ResourceType.TOPIC, "auto-", AclOperation.CREATE, ResourcePatternType.PREFIXED),
+                     (ResourceType.TOPIC, "auto-", AclOperation.DESCRIBE, ResourcePatternType.PREFIXED))
+    with closing(_raw(secured)) as c:
+        m = c.m((3, 12))
+        created = c.call((3, 12), topics=(m.MetadataRequestTopic(name="auto-x", topic_id=None),),
+                         allow_auto_topic_creation=True, include_topic_authorized_operations=False)
+        assert created.topics[0].error_code in (0, 5) and len(created.topics[0].partitions) == 1
+
+
+def test_cluster_operations_and_acl_validation(secured, tmp_path):
+    with closing(_raw(secured)) as c:
+        cluster = c.call((60, 1), include_cluster_authorized_operations=True, endpoint_type=1)
+        assert cluster.cluster_authorized_operations == 0  # ANONYMOUS may not even describe the cluster
+        refused = c.call((29, 3), resource_type_filter=1, resource_name_filter=None, pattern_type_filter=1,
+                         principal_filter=None, host_filter=None, operation=1, permission_type=1)
+        assert refused.error_code == 31  # CLUSTER_AUTHORIZATION_FAILED
+    # confluent-kafka calls the CLUSTER resource type BROKER (code 4).
+    _grant_anonymous(secured, (ResourceType.BROKER, "kafka-cluster", AclOperation.ALTER, ResourcePatternType.LITERAL))
+    with closing(_raw(secured)) as c:
+        cluster = c.call((60, 1), include_cluster_authorized_operations=True, endpoint_type=1)
+        assert cluster.cluster_authorized_operations == (1 << 7) | (1 << 8)  # ALTER, and DESCRIBE implied
+        m = c.m((30, 3))
+        bad = [
+            m.AclCreation(resource_type=4, resource_name="other", resource_pattern_type=3, principal="User:x",
+                          host="*", operation=3, permission_type=3),  # CLUSTER must be named kafka-cluster
+            m.AclCreation(resource_type=2, resource_name="t", resource_pattern_type=2, principal="User:x",
+                          host="*", operation=3, permission_type=3),  # MATCH is a filter, not a pattern
+            m.AclCreation(resource_type=2, resource_name="t", resource_pattern_type=3, principal="nocolon",
+                          host="*", operation=3, permission_type=3),
+            m.AclCreation(resource_type=2, resource_name="t", resource_pattern_type=3, principal="User:x",
+                          host="*", operation=1, permission_type=3),  # ANY is a filter value
+            m.AclCreation(resource_type=2, resource_name="t", resource_pattern_type=3, principal="User:x",
+                          host="*", operation=3, permission_type=3),  # valid
+        ]
+        res = c.call((30, 3), creations=tuple(bad))
+        assert [r.error_code for r in res.results] == [42, 42, 42, 42, 0]
+    # With no authorizer, the ACL calls answer SECURITY_DISABLED.
+    plain = EmbeddedBroker(data_dir=str(tmp_path / "plain"), port=0).start_in_thread()
+    try:
+        with closing(Conn(plain.bootstrap_servers)) as c:
+            res = c.call((29, 3), resource_type_filter=1, resource_name_filter=None, pattern_type_filter=1,
+                         principal_filter=None, host_filter=None, operation=1, permission_type=1)
+            assert res.error_code == 54
+            # Everything is allowed and every supported operation is reported.
+            cluster = c.call((60, 1), include_cluster_authorized_operations=True, endpoint_type=1)
+            assert cluster.cluster_authorized_operations == sum(1 << op for op in (5, 9, 10, 11, 12, 7, 8))
+    finally:
+        plain.stop_thread()
+
+
+def test_allow_everyone_if_no_acl_found(tmp_path):
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "b"), port=0, authorizer=True,
+                            allow_everyone_if_no_acl_found=True).start_in_thread()
+    try:
+        with closing(Conn(broker.bootstrap_servers)) as c:
+            m = c.m((3, 12))
+            res = c.call((3, 12), topics=(m.MetadataRequestTopic(name="free", topic_id=None),),
+                         allow_auto_topic_creation=True, include_topic_authorized_operations=False)
+            assert res.topics[0].error_code in (0, 5)  # no ACL mentions it: allowed (and auto-created)
+    finally:
+        broker.stop_thread()
