@@ -105,20 +105,30 @@ def iter_records(batch: bytes, header: BatchHeader):
 
 
 def keyless_records(batch: bytes | memoryview, header: BatchHeader) -> list[int]:
-    """Indexes (within the batch) of the records that have no key. Walks only each record's length and key
-    length, so a compacted topic's produce path checks keys without building records."""
+    """Indexes (within the batch) of the records that have no key. Reads only each record's length and skips to
+    its key length (a null key is the one-byte varint 0x01), so a compacted topic's produce path stays cheap."""
     body = decompress(header.compression, bytes(batch[HEADER_SIZE : header.size]))
     out = []
     pos = 0
     for i in range(header.record_count):
-        length, pos = _varint(body, pos)
-        end = pos + length
-        _ts, p = _varint(body, pos + 1)  # skip the attributes byte and the timestamp delta
-        _off, p = _varint(body, p)
-        key_len, _ = _varint(body, p)
-        if key_len < 0:
+        length = shift = 0
+        while True:  # the record's length (a zigzag varint), inline: this loop runs for every record produced
+            byte = body[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        length = (length >> 1) ^ -(length & 1)
+        p = pos + 1  # the attributes byte
+        while body[p] & 0x80:  # timestamp delta
+            p += 1
+        p += 1
+        while body[p] & 0x80:  # offset delta
+            p += 1
+        if body[p + 1] == 1:  # the key length, just after the offset delta's last byte
             out.append(i)
-        pos = end
+        pos += length
     return out
 
 
