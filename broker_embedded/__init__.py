@@ -77,6 +77,16 @@ class EmbeddedBroker:
         host = server.host if server.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
         return f"[{host}]:{server.port}" if ":" in host else f"{host}:{server.port}"
 
+    def connections(self) -> list[tuple[str, str, str]]:
+        """(listener name, client address, principal) of each open client connection."""
+        for _ in range(10):  # the broker's thread may open or close one meanwhile
+            try:
+                return [(s.listener, s.client_host, s.principal)
+                        for server in self.servers for s in list(server.sessions.values())]
+            except RuntimeError:
+                continue
+        return []
+
     def add_scram_user(self, name: str, password: str, mechanism: str | None = None, iterations: int = 4096) -> None:
         """Create `name` (or reset its password) for SCRAM-SHA-256 and SCRAM-SHA-512, or only `mechanism`;
         stored salted and hashed in the data directory. The broker must be started; safe from any thread."""

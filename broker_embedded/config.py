@@ -115,6 +115,9 @@ class BrokerConfig:
     # SASL/PLAIN users, name -> password (Kafka's JAAS user_<name>="<password>"; see sasl.parse_jaas_users).
     sasl_plain_users: dict[str, str] = field(default_factory=dict)
     connections_max_reauth_ms: int = 0  # connections.max.reauth.ms: 0 = sessions never expire
+    # connection.failed.authentication.delay.ms: a failed authentication's connection closes this much later
+    # (Kafka's default 100), which slows password guessing and lets the client read the error first.
+    connection_failed_authentication_delay_ms: int = 100
     # SCRAM users created (or whose password is reset) at start: name -> password, or (password, mechanism).
     scram_users: dict[str, object] = field(default_factory=dict)
 

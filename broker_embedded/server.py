@@ -44,6 +44,7 @@ class KafkaServer:
         self.port = port
         self.listener = listener or Listener("PLAINTEXT", "PLAINTEXT", host, port)
         self.ssl_context = ssl_context
+        self.sessions: dict[asyncio.Task, Session] = {}  # open connections, by their serving task
         self.handlers = load_handlers()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
@@ -149,7 +150,13 @@ class KafkaServer:
                                                       self.broker.scram, cfg.connections_max_reauth_ms)
         elif listener.tls:
             session.principal = peer_principal(writer.get_extra_info("ssl_object"))
+        task = asyncio.current_task()
+        self.sessions[task] = session
+        task.add_done_callback(self._forget)
         return session
+
+    def _forget(self, task: asyncio.Task) -> None:
+        self.sessions.pop(task, None)
 
     async def _authenticate(self, session: Session, frame: bytes, peer: str, pending: asyncio.Queue) -> bool:
         """One frame of a connection that is (re-)authenticating, handled before the next is read; False closes
@@ -160,6 +167,7 @@ class KafkaServer:
                 token, _lifetime = auth.authenticate(frame, 0)
             except AuthenticationFailed as exc:
                 log.info("closing %s: SASL authentication failed: %s", peer, exc)
+                await self._failed_authentication_delay()
                 return False
             done = asyncio.get_running_loop().create_future()
             done.set_result(_I32.pack(len(token)) + token)
@@ -185,8 +193,12 @@ class KafkaServer:
                 auth.api_versions_answered()
         if auth.state == "failed":
             log.info("closing %s: SASL authentication failed", peer)
+            await self._failed_authentication_delay()
             return False
         return True
+
+    async def _failed_authentication_delay(self) -> None:
+        await asyncio.sleep(self.broker.config.connection_failed_authentication_delay_ms / 1000)
 
     async def _send(self, pending: asyncio.Queue, writer: asyncio.StreamWriter, peer: str) -> None:
         while True:

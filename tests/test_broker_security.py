@@ -1,0 +1,412 @@
+"""Listeners, TLS and SASL with real clients: produce, consume in a group, a transaction and an admin call over
+SASL_PLAINTEXT with PLAIN and over SASL_SSL with SCRAM-SHA-256/512, for aiokafka, kafka-python and
+confluent-kafka; wrong passwords refused with each client's authentication error; the principal of a client
+certificate; SCRAM credentials that survive a restart and never hit the disk as passwords.
+
+Certificates are made for each test session (tests/certs.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+import uuid
+from contextlib import closing
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from broker_embedded import EmbeddedBroker
+from certs import CertificateAuthority
+from wire import Conn
+
+PASSWORD = "alice-secret"
+# (listener, mechanism): the three ways a client authenticates in these scenarios.
+MODES = [("SASL_PLAINTEXT", "PLAIN"), ("SASL_SSL", "SCRAM-SHA-256"), ("SASL_SSL", "SCRAM-SHA-512")]
+MODE_IDS = ["plain", "scram-256", "scram-512"]
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A CA, the broker's certificate (127.0.0.1, localhost) and a client certificate for alice."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca = CertificateAuthority(directory)
+    server = ca.issue("server", [("CN", "localhost")], server=True)
+    client = ca.issue("alice", [("C", "US"), ("O", "Acme, Inc."), ("OU", "eng"), ("CN", "alice")])
+    return ca, server, client
+
+
+def _settings(pki, data_dir) -> dict:
+    ca, server, _client = pki
+    return dict(
+        data_dir=str(data_dir), group_initial_rebalance_delay_ms=0,
+        listeners="PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
+        ssl_keystore_location=str(server.cert), ssl_key_location=str(server.key),
+        ssl_truststore_location=str(ca.pem.cert), ssl_client_auth="requested",
+        sasl_plain_users={"alice": PASSWORD}, scram_users={"alice": PASSWORD},
+    )
+
+
+@pytest.fixture
+def secured(pki, tmp_path):
+    broker = EmbeddedBroker(**_settings(pki, tmp_path / "broker")).start_in_thread()
+    yield broker
+    broker.stop_thread()
+
+
+def _ssl_context(pki, client_cert: bool = False) -> ssl.SSLContext:
+    ca, _server, client = pki
+    ctx = ssl.create_default_context(cafile=str(ca.pem.cert))
+    if client_cert:
+        ctx.load_cert_chain(str(client.cert), str(client.key))
+    return ctx
+
+
+# ---- aiokafka ----
+
+def _aiokafka_auth(pki, listener, mechanism, password=PASSWORD) -> dict:
+    kw = dict(security_protocol=listener, sasl_mechanism=mechanism, sasl_plain_username="alice",
+              sasl_plain_password=password)
+    if listener == "SASL_SSL":
+        kw["ssl_context"] = _ssl_context(pki)
+    return kw
+
+
+@pytest.mark.parametrize("listener,mechanism", MODES, ids=MODE_IDS)
+async def test_aiokafka_scenarios(secured, pki, listener, mechanism):
+    bootstrap = secured.listener_address(listener)
+    auth = _aiokafka_auth(pki, listener, mechanism)
+    topic = "t-" + uuid.uuid4().hex[:8]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **auth)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 2, 1)])
+        assert topic in await admin.list_topics()
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **auth)
+    await producer.start()
+    try:
+        for i in range(20):
+            await producer.send(topic, f"plain-{i}".encode(), key=str(i).encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    txn = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id="tx-" + uuid.uuid4().hex[:8], **auth)
+    await txn.start()
+    try:
+        async with txn.transaction():
+            await txn.send(topic, b"committed", key=b"t")
+        await txn.begin_transaction()
+        await txn.send(topic, b"aborted", key=b"t")
+        await txn.abort_transaction()
+    finally:
+        await txn.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="g-" + topic, auto_offset_reset="earliest",
+                                isolation_level="read_committed", enable_auto_commit=False, **auth)
+    await consumer.start()
+    try:
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while len(got) < 21 and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=300)).values():
+                got.extend(m.value for m in msgs)
+        await consumer.commit()
+        committed = {tp.partition: await consumer.committed(tp) for tp in consumer.assignment()}
+    finally:
+        await consumer.stop()
+    assert sorted(got) == sorted([f"plain-{i}".encode() for i in range(20)] + [b"committed"])
+    assert sum(committed.values()) >= 21  # offsets (and the abort's markers) committed by the group
+    principals = {p for listener_name, _host, p in secured.connections() if listener_name == listener}
+    assert principals <= {"User:alice"}
+
+
+@pytest.mark.parametrize("listener,mechanism", MODES, ids=MODE_IDS)
+async def test_aiokafka_wrong_password(secured, pki, listener, mechanism, caplog):
+    from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
+
+    producer = AIOKafkaProducer(bootstrap_servers=secured.listener_address(listener),
+                                **_aiokafka_auth(pki, listener, mechanism, password="wrong"))
+    with pytest.raises((SaslAuthenticationFailed, KafkaConnectionError)):  # bootstrap wraps the SASL error
+        await producer.start()
+    await producer.stop()
+    message = caplog.text
+    assert "SaslAuthenticationFailed" in message
+    if mechanism == "PLAIN":
+        assert "Authentication failed: Invalid username or password" in message
+    else:
+        assert ("Authentication failed during authentication due to invalid credentials with SASL mechanism "
+                f"{mechanism}") in message
+
+
+# ---- kafka-python ----
+
+def _kafka_python_auth(pki, listener, mechanism, password=PASSWORD) -> dict:
+    kw = dict(security_protocol=listener, sasl_mechanism=mechanism, sasl_plain_username="alice",
+              sasl_plain_password=password)
+    if listener == "SASL_SSL":
+        kw["ssl_cafile"] = str(pki[0].pem.cert)
+    return kw
+
+
+@pytest.mark.parametrize("listener,mechanism", MODES, ids=MODE_IDS)
+def test_kafka_python_scenarios(secured, pki, listener, mechanism):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic as KNewTopic
+
+    bootstrap = secured.listener_address(listener)
+    auth = _kafka_python_auth(pki, listener, mechanism)
+    topic = "t-" + uuid.uuid4().hex[:8]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **auth)
+    try:
+        admin.create_topics([KNewTopic(topic, 1, 1)])
+        assert topic in admin.list_topics()
+    finally:
+        admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **auth)
+    for i in range(10):
+        producer.send(topic, f"v{i}".encode())
+    producer.flush()
+    producer.close()
+    txn = KafkaProducer(bootstrap_servers=bootstrap, transactional_id="tx-" + uuid.uuid4().hex[:8], **auth)
+    txn.init_transactions()
+    txn.begin_transaction()
+    txn.send(topic, b"committed")
+    txn.commit_transaction()
+    txn.close()
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="g-" + topic, auto_offset_reset="earliest",
+                             isolation_level="read_committed", enable_auto_commit=False, consumer_timeout_ms=10000,
+                             **auth)
+    got = []
+    for message in consumer:
+        got.append(message.value)
+        if len(got) == 11:
+            break
+    consumer.commit()
+    consumer.close()
+    assert sorted(got) == sorted([f"v{i}".encode() for i in range(10)] + [b"committed"])
+
+
+@pytest.mark.parametrize("listener,mechanism", MODES, ids=MODE_IDS)
+def test_kafka_python_wrong_password(secured, pki, listener, mechanism, caplog):
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    with pytest.raises(KafkaError):  # bootstrap gives up; the SASL error is what each attempt met
+        KafkaAdminClient(bootstrap_servers=secured.listener_address(listener), bootstrap_timeout_ms=1500,
+                         **_kafka_python_auth(pki, listener, mechanism, password="wrong")).close()
+    assert "SaslAuthenticationFailedError" in caplog.text
+    if mechanism == "PLAIN":
+        assert "Authentication failed: Invalid username or password" in caplog.text
+    else:
+        assert "invalid credentials with SASL mechanism " + mechanism in caplog.text
+
+
+# ---- confluent-kafka (librdkafka) ----
+
+def _confluent_auth(pki, listener, mechanism, password=PASSWORD) -> dict:
+    conf = {"security.protocol": listener, "sasl.mechanism": mechanism, "sasl.username": "alice",
+            "sasl.password": password}
+    if listener == "SASL_SSL":
+        conf["ssl.ca.location"] = str(pki[0].pem.cert)
+    return conf
+
+
+@pytest.mark.parametrize("listener,mechanism", MODES, ids=MODE_IDS)
+def test_confluent_kafka_scenarios(secured, pki, listener, mechanism):
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic as CNewTopic
+
+    bootstrap = secured.listener_address(listener)
+    conf = {"bootstrap.servers": bootstrap, **_confluent_auth(pki, listener, mechanism)}
+    topic = "t-" + uuid.uuid4().hex[:8]
+    admin = AdminClient(conf)
+    admin.create_topics([CNewTopic(topic, 2, 1)])[topic].result(timeout=20)
+    assert topic in admin.list_topics(timeout=10).topics
+    producer = Producer({**conf, "linger.ms": 5})
+    for i in range(10):
+        producer.produce(topic, f"v{i}".encode(), key=str(i).encode())
+    assert producer.flush(20) == 0
+    txn = Producer({**conf, "transactional.id": "tx-" + uuid.uuid4().hex[:8]})
+    txn.init_transactions(20)
+    txn.begin_transaction()
+    txn.produce(topic, b"committed", key=b"t")
+    txn.commit_transaction(20)
+    consumer = Consumer({**conf, "group.id": "g-" + topic, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 11 and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            got.append(msg.value())
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    assert sorted(got) == sorted([f"v{i}".encode() for i in range(10)] + [b"committed"])
+
+
+@pytest.mark.parametrize("listener,mechanism", MODES, ids=MODE_IDS)
+def test_confluent_kafka_wrong_password(secured, pki, listener, mechanism):
+    from confluent_kafka import KafkaError, Producer
+
+    errors = []
+    producer = Producer({"bootstrap.servers": secured.listener_address(listener), "error_cb": errors.append,
+                         **_confluent_auth(pki, listener, mechanism, password="wrong")})
+    deadline = time.monotonic() + 15
+    while not errors and time.monotonic() < deadline:
+        producer.poll(0.2)
+    assert errors and errors[0].code() == KafkaError._AUTHENTICATION
+    if mechanism == "PLAIN":
+        assert "Authentication failed: Invalid username or password" in errors[0].str()
+    else:
+        assert "invalid credentials with SASL mechanism " + mechanism in errors[0].str()
+
+
+# ---- the protocol, raw ----
+
+def test_unauthenticated_requests_close_the_connection(secured):
+    """Before authentication only ApiVersions and SaslHandshake are served; Metadata closes the connection."""
+    address = secured.listener_address("SASL_PLAINTEXT")
+    with closing(Conn(address)) as c:
+        assert c.call((18, 3), client_software_name="t", client_software_version="1").error_code == 0
+        with pytest.raises((ConnectionError, EOFError, OSError)):
+            c.call((3, 12), topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+
+
+def test_sasl_errors_as_kafka(secured):
+    from kio.schema.errors import ErrorCode
+
+    with closing(Conn(secured.listener_address("SASL_PLAINTEXT"))) as c:
+        r = c.call((17, 1), mechanism="GSSAPI")
+        assert r.error_code == ErrorCode.unsupported_sasl_mechanism
+        assert set(r.mechanisms) == {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+        with pytest.raises((ConnectionError, EOFError, OSError)):  # closed after the answer
+            c.call((17, 1), mechanism="PLAIN")
+    with closing(Conn(secured.listener_address("PLAINTEXT"))) as c:  # SASL on a listener without it
+        assert c.call((17, 1), mechanism="PLAIN").error_code == ErrorCode.illegal_sasl_state
+        r = c.call((36, 2), auth_bytes=b"\0alice\0" + PASSWORD.encode())
+        assert r.error_code == ErrorCode.illegal_sasl_state
+        assert r.error_message == "SaslAuthenticate request received after successful authentication"
+    with closing(Conn(secured.listener_address("SASL_PLAINTEXT"))) as c:
+        assert c.call((17, 1), mechanism="PLAIN").error_code == 0
+        r = c.call((36, 2), auth_bytes=b"\0alice\0" + PASSWORD.encode())
+        assert r.error_code == 0 and r.session_lifetime.total_seconds() == 0
+        # Authenticated: a second handshake is refused (no re-authentication without connections.max.reauth.ms).
+        assert c.call((17, 1), mechanism="PLAIN").error_code == ErrorCode.illegal_sasl_state
+
+
+def test_session_lifetime_and_reauthentication(pki, tmp_path):
+    """KIP-368: with connections.max.reauth.ms the session lifetime is returned; re-authenticating on the same
+    connection works; a connection whose session expired is closed at its next request."""
+    broker = EmbeddedBroker(**_settings(pki, tmp_path / "b"), connections_max_reauth_ms=1500).start_in_thread()
+    try:
+        with closing(Conn(broker.listener_address("SASL_PLAINTEXT"))) as c:
+            assert c.call((17, 1), mechanism="PLAIN").error_code == 0
+            r = c.call((36, 2), auth_bytes=b"\0alice\0" + PASSWORD.encode())
+            assert r.error_code == 0 and r.session_lifetime.total_seconds() == 1.5
+            time.sleep(1.1)
+            assert c.call((17, 1), mechanism="PLAIN").error_code == 0  # re-authentication
+            assert c.call((36, 2), auth_bytes=b"\0alice\0" + PASSWORD.encode()).error_code == 0
+            time.sleep(1.0)  # still within the renewed session
+            r = c.call((3, 12), topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+            assert [b.node_id for b in r.brokers] == [1]
+            time.sleep(0.7)  # past the renewed session's expiry
+            with pytest.raises((ConnectionError, EOFError, OSError)):
+                c.call((3, 12), topics=None, allow_auto_topic_creation=False,
+                       include_topic_authorized_operations=False)
+    finally:
+        broker.stop_thread()
+
+
+# ---- TLS principals ----
+
+async def _connect_tls(address: str, ctx: ssl.SSLContext) -> None:
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx)
+    # One ApiVersions request, so that the connection is known to the broker when we look.
+    writer.write(bytes.fromhex("0000000f00120000000000010005") + b"probe")
+    await writer.drain()
+    await reader.readexactly(4)
+    return writer
+
+
+async def test_mtls_principal_is_the_certificate_subject(secured, pki):
+    """Kafka's default principal builder: User:<subject DN in RFC 2253 form, most specific first>; no client
+    certificate gives User:ANONYMOUS."""
+    address = secured.listener_address("SSL")
+    with_cert = await _connect_tls(address, _ssl_context(pki, client_cert=True))
+    without = await _connect_tls(address, _ssl_context(pki))
+    try:
+        principals = sorted(p for name, _h, p in secured.connections() if name == "SSL")
+        assert principals == ["User:ANONYMOUS", "User:CN=alice,OU=eng,O=Acme\\, Inc.,C=US"]
+    finally:
+        with_cert.close()
+        without.close()
+
+
+async def test_aiokafka_over_ssl_with_client_certificate(secured, pki):
+    producer = AIOKafkaProducer(bootstrap_servers=secured.listener_address("SSL"), security_protocol="SSL",
+                                ssl_context=_ssl_context(pki, client_cert=True))
+    await producer.start()
+    try:
+        md = await producer.send_and_wait("tls-topic", b"over tls")
+        assert md.offset == 0
+    finally:
+        await producer.stop()
+
+
+def test_metadata_advertises_the_listener_the_client_came_through(secured):
+    for name in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        address = secured.listener_address(name)
+        with closing(Conn(address)) as c:
+            if name.startswith("SASL"):
+                c.call((17, 1), mechanism="PLAIN")
+                c.call((36, 2), auth_bytes=b"\0alice\0" + PASSWORD.encode())
+            r = c.call((3, 12), topics=None, allow_auto_topic_creation=False,
+                       include_topic_authorized_operations=False)
+            assert [f"{b.host}:{b.port}" for b in r.brokers] == [address]
+
+
+# ---- SCRAM credentials: the admin APIs and the file ----
+
+async def test_scram_credentials_admin_and_restart(pki, tmp_path):
+    """AlterUserScramCredentials from a client creates bob; the credentials survive a restart, the file holds
+    no password (nor salted password), and bob authenticates after the restart."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
+
+    data = tmp_path / "b"
+    broker = EmbeddedBroker(**_settings(pki, data))
+    await broker.start()
+    address = broker.listener_address("SASL_PLAINTEXT")
+    try:
+        admin = await asyncio.to_thread(
+            KafkaAdminClient, bootstrap_servers=address, security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="alice", sasl_plain_password=PASSWORD)
+        await asyncio.to_thread(admin.alter_user_scram_credentials, [
+            UserScramCredentialUpsertion("bob", ScramMechanism.SCRAM_SHA_512, "bob-secret-password", iterations=8192)])
+        described = await asyncio.to_thread(admin.describe_user_scram_credentials, ["bob"])
+        await asyncio.to_thread(admin.close)
+    finally:
+        await broker.stop()
+    assert described is not None
+    text = (data / "scram-credentials.json").read_text()
+    assert "bob-secret-password" not in text and PASSWORD not in text
+    stored = json.loads(text)["users"]
+    assert set(stored["bob"]) == {"SCRAM-SHA-512"} and stored["bob"]["SCRAM-SHA-512"]["iterations"] == 8192
+    broker = EmbeddedBroker(**{**_settings(pki, data), "scram_users": {}})
+    await broker.start()
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.listener_address("SASL_SSL"), security_protocol="SASL_SSL",
+                                    ssl_context=_ssl_context(pki), sasl_mechanism="SCRAM-SHA-512",
+                                    sasl_plain_username="bob", sasl_plain_password="bob-secret-password")
+        await producer.start()
+        await producer.send_and_wait("after-restart", b"x")
+        await producer.stop()
+    finally:
+        await broker.stop()
