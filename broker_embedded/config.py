@@ -134,6 +134,13 @@ class BrokerConfig:
         if not self.log_cleaner_io_max_bytes_per_second > 0:
             raise ValueError("log_cleaner_io_max_bytes_per_second must be > 0, "
                              f"got {self.log_cleaner_io_max_bytes_per_second}")
+        if not 0 < self.group_consumer_heartbeat_interval_ms < self.group_consumer_session_timeout_ms:
+            raise ValueError("group.consumer.heartbeat.interval.ms must be > 0 and less than "
+                             f"group.consumer.session.timeout.ms ({self.group_consumer_heartbeat_interval_ms} >= "
+                             f"{self.group_consumer_session_timeout_ms})")
+        if not self.group_consumer_assignors or set(self.group_consumer_assignors) - {"uniform", "range"}:
+            raise ValueError(f"group.consumer.assignors must name uniform and/or range, got "
+                             f"{self.group_consumer_assignors!r}")
         self.topic_defaults = validate_topic_configs(dict(self.topic_defaults))
         self._check_security()
 

@@ -61,6 +61,7 @@ class Member:
         self.member_id = str(uuid.uuid4())
         self.epoch = 0
         self.owned: dict[uuid.UUID, set[int]] = {}
+        self.rebalance_ms = 30000
 
     def heartbeat(self, epoch: int | None = None, owned: dict | None = None, full: bool = False):
         """One heartbeat; on success adopt the epoch and the assignment (immediately, as if revoked at once)."""
@@ -70,7 +71,7 @@ class Member:
         owned = self.owned if owned is None else owned
         resp = self.c.call(
             HEARTBEAT, group_id=self.group, member_id=self.member_id, member_epoch=epoch,
-            instance_id=self.instance_id, rack_id=None, rebalance_timeout=_ms(30000 if joining else -1),
+            instance_id=self.instance_id, rack_id=None, rebalance_timeout=_ms(self.rebalance_ms if joining else -1),
             subscribed_topic_names=(self.topics if self.regex is None else ()) if joining else None,
             subscribed_topic_regex=self.regex if joining else None, server_assignor=None,
             topic_partitions=tuple(m.TopicPartitions(topic_id=t, partitions=tuple(sorted(ps)))
@@ -159,6 +160,9 @@ def test_partitions_move_only_after_their_owner_revoked_them(bootstrap, group, t
                 if g.group_id == group] == [(group, "consumer", "Stable", "consumer")]
         assert group not in [g.group_id for g in c.call(LIST, states_filter=(), types_filter=("classic",)).groups]
         c.close()
+
+        # Rejoining at epoch 0 is only accepted from a member whose last answer was lost (previous epoch 0).
+        assert a.heartbeat(epoch=0, owned={}).error_code == ErrorCode.fenced_member_epoch
 
         # A leaves: B gets everything.
         left = a.leave()
@@ -333,6 +337,120 @@ def test_static_member_comes_back_to_its_partitions(bootstrap, group, topic_name
         assert a.heartbeat().member_epoch == resp.member_epoch and a.count() == 1
         assert topic_id in intruder.owned
         intruder.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_group_state_survives_a_broker_kill(broker_process, group):
+    """Members keep their epochs and partitions across a kill -9 and restart: their next heartbeat is accepted
+    as if nothing happened, and what they committed is there."""
+    broker = broker_process().start()
+    bootstrap = broker.bootstrap_servers
+    topic = "t-" + uuid.uuid4().hex[:8]
+    topic_id = create_topic(bootstrap, topic, 4)
+    a = Member(bootstrap, group, (topic,), instance_id="static-a")
+    b = Member(bootstrap, group, (topic,))
+    a.heartbeat()
+    b.heartbeat()
+    heartbeat_until(a, lambda r: a.count() == 2 and a.epoch == b.epoch)
+    heartbeat_until(b, lambda r: b.count() == 2)
+    c = Conn(bootstrap)
+    m = c.m(COMMIT)
+    resp = c.call(COMMIT, group_id=group, generation_id_or_member_epoch=b.epoch, member_id=b.member_id,
+                  group_instance_id=None, topics=(m.OffsetCommitRequestTopic(name=topic, partitions=tuple(
+                      m.OffsetCommitRequestPartition(partition_index=p, committed_offset=10 + p,
+                                                     committed_leader_epoch=-1, committed_metadata="")
+                      for p in sorted(b.owned[topic_id]))),))
+    assert all(p.error_code == ErrorCode.none for t in resp.topics for p in t.partitions)
+    before = describe(c, group)
+    for conn in (a, b, c):
+        conn.close()
+    broker.kill()
+    broker.start()
+
+    a.c, b.c, c = Conn(bootstrap), Conn(bootstrap), Conn(bootstrap)
+    deadline = time.monotonic() + 30
+    while (resp := a.heartbeat()).error_code == ErrorCode.coordinator_load_in_progress:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert resp.error_code == ErrorCode.none and resp.member_epoch == before.group_epoch
+    assert b.heartbeat().member_epoch == before.group_epoch and b.count() == 2
+    after = describe(c, group)
+    assert (after.group_state, after.group_epoch, after.assignment_epoch) == ("Stable", before.group_epoch,
+                                                                              before.assignment_epoch)
+    assert {m.member_id: (m.instance_id, m.member_epoch, m.assignment) for m in after.members} == \
+        {m.member_id: (m.instance_id, m.member_epoch, m.assignment) for m in before.members}
+    m = c.m(FETCH)
+    fetched = c.call(FETCH, groups=(m.OffsetFetchRequestGroup(
+        group_id=group, member_id=b.member_id, member_epoch=b.epoch,
+        topics=(m.OffsetFetchRequestTopics(name=topic, partition_indexes=tuple(sorted(b.owned[topic_id]))),)),),
+        require_stable=True).groups[0]
+    assert fetched.error_code == ErrorCode.none
+    assert [p.committed_offset for t in fetched.topics for p in t.partitions] == \
+        [10 + p for p in sorted(b.owned[topic_id])]
+    # A leaves after the restart; B then gets everything, and the group can be emptied and deleted.
+    assert a.leave().error_code == ErrorCode.none
+    heartbeat_until(b, lambda r: b.owned == {topic_id: {0, 1, 2, 3}})
+    assert b.leave().error_code == ErrorCode.none
+    assert c.call(DELETE, groups_names=(group,)).results[0].error_code == ErrorCode.none
+    for conn in (a, b, c):
+        conn.close()
+    broker.stop()
+    broker.start()
+    c = Conn(bootstrap)
+    deadline = time.monotonic() + 30
+    while (d := describe(c, group)).error_code == ErrorCode.coordinator_load_in_progress:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert d.error_code == ErrorCode.group_id_not_found  # the deletion survived too
+    c.close()
+
+
+@pytest.fixture
+def short_session_broker(tmp_path):
+    from broker_embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "broker"), port=0, group_initial_rebalance_delay_ms=0,
+                            group_consumer_session_timeout_ms=1500,
+                            group_consumer_heartbeat_interval_ms=500).start_in_thread()
+    yield broker.bootstrap_servers
+    broker.stop_thread()
+
+
+def test_silent_member_expires_and_a_stuck_revocation_is_fenced(short_session_broker, group):
+    """A member that stops heartbeating leaves after the session timeout; one that heartbeats but never revokes
+    is fenced after its rebalance timeout. Either way its partitions go to the others."""
+    bootstrap = short_session_broker
+    topic = "t-" + uuid.uuid4().hex[:8]
+    topic_id = create_topic(bootstrap, topic, 2)
+    a = Member(bootstrap, group, (topic,))
+    b = Member(bootstrap, group, (topic,))
+    try:
+        heartbeat_until(a, lambda r: a.count() == 2)
+        b.heartbeat()
+        heartbeat_until(a, lambda r: a.count() == 1 and a.epoch == b.epoch)
+        heartbeat_until(b, lambda r: b.count() == 1)
+        # B stops heartbeating: after the session timeout (1.5 s here) A gets its partition.
+        started = time.monotonic()
+        heartbeat_until(a, lambda r: a.owned == {topic_id: {0, 1}}, timeout=10)
+        assert time.monotonic() - started >= 1.0
+        assert b.heartbeat().error_code == ErrorCode.unknown_member_id
+
+        # A now holds on to a partition it was told to revoke: fenced after its rebalance timeout (1 s).
+        c = Member(bootstrap, group, (topic,))
+        c.rebalance_ms = 1000
+        held = {topic_id: {0, 1}}
+        a.rebalance_ms = 1000
+        assert a.heartbeat(full=True, owned=held).error_code == ErrorCode.none
+        c.heartbeat()
+        deadline = time.monotonic() + 10
+        while (resp := a.heartbeat(owned=held)).error_code == ErrorCode.none:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert resp.error_code == ErrorCode.unknown_member_id
+        heartbeat_until(c, lambda r: c.owned == {topic_id: {0, 1}}, timeout=10)
+        c.close()
     finally:
         a.close()
         b.close()

@@ -171,7 +171,7 @@ class ConsumerGroupCoordinator:
                     raise KafkaError(ErrorCode.unknown_member_id,
                                      f"Member {member_id} is not a member of group {group.group_id}.")
                 return ConsumerMember(member_id), True
-            self._check_epoch(group, member, req)
+            self._check_epoch(member, req)
             return member, False
         existing = group.static_member(req.instance_id)
         if not joining:
@@ -181,12 +181,12 @@ class ConsumerGroupCoordinator:
                 raise KafkaError(ErrorCode.fenced_instance_id,
                                  f"Static member {member_id} with instance id {req.instance_id} was fenced by "
                                  f"member {existing.member_id}.")
-            self._check_epoch(group, existing, req)
+            self._check_epoch(existing, req)
             return existing, False
         if existing is None:
             member = group.members.get(member_id)
             if member is not None:
-                self._check_epoch(group, member, req)
+                self._check_epoch(member, req)
                 return member, False
             return ConsumerMember(member_id), True
         if existing.epoch != STATIC_LEAVE_EPOCH:
@@ -209,13 +209,8 @@ class ConsumerGroupCoordinator:
         return member, False
 
     @staticmethod
-    def _check_epoch(group: ConsumerGroup, member: ConsumerMember, req: HeartbeatRequest) -> None:
+    def _check_epoch(member: ConsumerMember, req: HeartbeatRequest) -> None:
         epoch = req.member_epoch
-        if epoch == 0 and member.epoch > 0 and not (member.previous_epoch == 0 and is_subset(req.owned, member.assigned)):
-            # A member that lost its place rejoins owning nothing (the request said so): start it over at epoch 0
-            # rather than fence it again until its session expires.
-            group.update_assignment(member, 0, 0, MemberState.STABLE, {}, {})
-            return
         if epoch > member.epoch:
             raise KafkaError(ErrorCode.fenced_member_epoch,
                              f"The consumer group member has a greater member epoch ({epoch}) than the one known by "

@@ -19,6 +19,10 @@ func fail(format string, args ...any) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "member" {
+		runMember(os.Args[2:])
+		return
+	}
 	bootstrap, topic := os.Args[1], os.Args[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -1,0 +1,199 @@
+"""Real clients in consumer groups of the consumer group protocol (KIP-848): the Java client with
+group.protocol=consumer (tests/java/GroupMember.java) and franz-go with its server-side balancer (tests/go,
+`franzcheck member`). Each member is its own process, prints what it is assigned and consumes, and commits after
+every batch.
+
+- two members share the partitions, one leaves (SIGTERM: a clean leave) and the other gets everything, and no
+  record is consumed twice;
+- a member killed with SIGKILL is expired after the session timeout and the survivor takes over, losing nothing.
+
+They run against the embedded broker and, with `--kafka`, against Apache Kafka (where the kill test waits out
+Kafka's minimum session timeout of 45 s).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from test_franz_go import franzcheck  # noqa: F401  (fixture)
+from test_java_client import java_classpath  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 4
+pytestmark = pytest.mark.timeout(300)
+
+
+class MemberProcess:
+    """A group member in a child process; its stdout lines are collected as they come."""
+
+    def __init__(self, argv: list[str], name: str) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.assigned: set[int] = set()
+        self.records: list[tuple[int, int, str]] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            line = line.strip()
+            with self._lock:
+                self.lines.append(line)
+                kind, _, rest = line.partition(" ")
+                if kind == "assigned":
+                    self.assigned = {int(p) for p in rest.split(",") if p}
+                elif kind in ("revoked", "lost"):
+                    self.assigned -= {int(p) for p in rest.split(",") if p}
+                elif kind == "record":
+                    p, o, v = rest.split(" ", 2)
+                    self.records.append((int(p), int(o), v))
+
+    def values(self) -> list[str]:
+        with self._lock:
+            return [v for _, _, v in self.records]
+
+    def terminate(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        self._reader.join(10)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+        self._reader.join(10)
+
+    def diagnostics(self) -> str:
+        err = ""
+        if self.proc.poll() is not None:
+            err = self.proc.stderr.read()[-3000:]
+        return f"{self.name}: {self.lines[-20:]} {err}"
+
+
+def wait_for(condition, timeout: float, *members: MemberProcess) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out; " + " | ".join(m.diagnostics() for m in members))
+        for m in members:
+            if m.proc.poll() is not None:
+                raise AssertionError("member exited; " + m.diagnostics())
+        time.sleep(0.2)
+
+
+def produce(bootstrap: str, topic: str, start: int, count: int) -> list[str]:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    values = [f"v{i}" for i in range(start, start + count)]
+    for i, v in enumerate(values):
+        producer.produce(topic, key=str(start + i).encode(), value=v.encode(), partition=(start + i) % PARTITIONS)
+    assert producer.flush(30) == 0
+    return values
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
+
+
+@pytest.fixture(params=["java", "franz-go"])
+def member_factory(request):
+    """Start a member of the given client: (bootstrap, topic, group) -> MemberProcess."""
+    if request.param == "java":
+        classpath = request.getfixturevalue("java_classpath")
+        source = str(ROOT / "tests" / "java" / "GroupMember.java")
+
+        def start(bootstrap: str, topic: str, group: str, name: str) -> MemberProcess:
+            return MemberProcess(["java", "-cp", classpath, source, bootstrap, topic, group, "-"], name)
+    else:
+        binary = str(request.getfixturevalue("franzcheck"))
+
+        def start(bootstrap: str, topic: str, group: str, name: str) -> MemberProcess:
+            return MemberProcess([binary, "member", bootstrap, topic, group], name)
+    return start
+
+
+def _owned(*members: MemberProcess) -> list[set[int]]:
+    return [m.assigned for m in members]
+
+
+def test_members_share_then_one_leaves_without_duplicates(bootstrap, topic_name, member_factory):
+    group = "g-" + uuid.uuid4().hex[:10]
+    create_topic(bootstrap, topic_name)
+    expected = produce(bootstrap, topic_name, 0, 200)
+    a = member_factory(bootstrap, topic_name, group, "a")
+    b = member_factory(bootstrap, topic_name, group, "b")
+    try:
+        # Both members end up with two partitions each, disjoint.
+        wait_for(lambda: len(a.assigned) == 2 and len(b.assigned) == 2 and not a.assigned & b.assigned,
+                 90, a, b)
+        wait_for(lambda: set(a.values()) | set(b.values()) >= set(expected), 60, a, b)
+        expected += produce(bootstrap, topic_name, 200, 200)
+        wait_for(lambda: set(a.values()) | set(b.values()) >= set(expected), 60, a, b)
+        # A leaves: B gets every partition and everything produced afterwards.
+        a.terminate()
+        assert "closed" in a.lines
+        wait_for(lambda: b.assigned == set(range(PARTITIONS)), 60, b)
+        expected += produce(bootstrap, topic_name, 400, 200)
+        wait_for(lambda: set(a.values()) | set(b.values()) >= set(expected), 60, b)
+        consumed = a.values() + b.values()
+        assert sorted(consumed) == sorted(expected), "records consumed twice or lost"
+    finally:
+        for m in (a, b):
+            if m.proc.poll() is None:
+                m.kill()
+
+
+@pytest.fixture
+def session_bootstrap(kafka_reference, tmp_path):
+    """A broker whose consumer group session timeout is 3 s, with heartbeats every second (Kafka under --kafka:
+    its 45 s minimum)."""
+    if kafka_reference:
+        yield kafka_reference, 45
+        return
+    from broker_embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "broker"), port=0, group_initial_rebalance_delay_ms=0,
+                            group_consumer_session_timeout_ms=3000,
+                            group_consumer_heartbeat_interval_ms=1000).start_in_thread()
+    yield broker.bootstrap_servers, 3
+    broker.stop_thread()
+
+
+def test_killed_member_expires_after_the_session_timeout(session_bootstrap, topic_name, member_factory):
+    bootstrap, session_s = session_bootstrap
+    group = "g-" + uuid.uuid4().hex[:10]
+    create_topic(bootstrap, topic_name)
+    expected = produce(bootstrap, topic_name, 0, 100)
+    a = member_factory(bootstrap, topic_name, group, "a")
+    b = member_factory(bootstrap, topic_name, group, "b")
+    try:
+        wait_for(lambda: len(a.assigned) == 2 and len(b.assigned) == 2 and not a.assigned & b.assigned,
+                 90, a, b)
+        wait_for(lambda: set(a.values()) | set(b.values()) >= set(expected), 60, a, b)
+        killed_at = time.monotonic()
+        b.kill()
+        wait_for(lambda: a.assigned == set(range(PARTITIONS)), session_s + 60, a)
+        assert time.monotonic() - killed_at >= session_s * 0.8
+        expected += produce(bootstrap, topic_name, 100, 100)
+        wait_for(lambda: set(a.values()) >= set(expected[100:]), 60, a)
+        consumed = a.values() + b.values()
+        assert set(consumed) == set(expected)  # nothing lost
+        # Everything B committed stays consumed once: only B's last uncommitted batch may come again.
+        assert len(consumed) - len(set(consumed)) <= 100
+    finally:
+        for m in (a, b):
+            if m.proc.poll() is None:
+                m.kill()
