@@ -64,6 +64,7 @@ _BROKER_SETTINGS = {
     "group.consumer.max.size": _non_negative_int,
     "offsets.retention.minutes": _non_negative_int,
     "offsets.retention.check.interval.ms": _non_negative_int,
+    "socket.request.max.bytes": _non_negative_int,
 }
 
 

@@ -26,6 +26,8 @@ def error_code(exc: BaseException) -> ErrorCode:
     if isinstance(exc, KafkaError):
         return exc.code
     if isinstance(exc, InvalidBatch):
+        if exc.unreadable:
+            return ErrorCode.unknown_server_error
         return ErrorCode.corrupt_message if exc.corrupt else ErrorCode.invalid_record
     for kind, code in _BY_TYPE:
         if isinstance(exc, kind):

@@ -30,11 +30,13 @@ _U32 = struct.Struct(">I")
 
 
 class InvalidBatch(ValueError):
-    """The bytes are not a valid RecordBatch v2; `corrupt` says whether the CRC or framing is wrong."""
+    """The bytes are not a valid RecordBatch v2; `corrupt` says whether the CRC or framing is wrong, `unreadable`
+    that its records cannot be decompressed or its codec is unknown (Kafka answers UNKNOWN_SERVER_ERROR)."""
 
-    def __init__(self, message: str, *, corrupt: bool = True) -> None:
+    def __init__(self, message: str, *, corrupt: bool = True, unreadable: bool = False) -> None:
         super().__init__(message)
         self.corrupt = corrupt
+        self.unreadable = unreadable
 
 
 @dataclass(slots=True)
@@ -87,7 +89,9 @@ def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHead
         raise InvalidBatch("record batch shorter than its header")
     header = BatchHeader(*_HEADER.unpack_from(buf, pos))
     if header.magic != 2:
-        raise InvalidBatch(f"record batch magic {header.magic} is not supported (only v2)", corrupt=False)
+        # Kafka: a magic it has never defined is corrupt data, v0/v1 are refused as invalid in produce v3+.
+        raise InvalidBatch(f"record batch magic {header.magic} is not supported (only v2)",
+                           corrupt=not 0 <= header.magic <= 1)
     if header.length < HEADER_SIZE - LOG_OVERHEAD:
         raise InvalidBatch(f"record batch length {header.length} is too small")
     return header
