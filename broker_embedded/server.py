@@ -16,6 +16,7 @@ from kio.schema.errors import ErrorCode
 from .api import RequestContext, load_handlers
 from .broker import Broker
 from .connections import ConnectionActivity, TooManyConnections
+from .inflight import HeldBytes
 from .protocol import MalformedRequest, Reply, codec, parse_header
 from .security.listeners import Listener
 from .security.sasl import AuthenticationFailed, SaslAuthenticator
@@ -82,8 +83,9 @@ class KafkaServer:
         activity = ConnectionActivity()
         idle_ms = self.broker.config.connections_max_idle_ms
         pending: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
-        sender = asyncio.create_task(self._send(pending, writer, peer))
         limit = self.broker.config.socket_request_max_bytes
+        held = HeldBytes(limit)  # memory per connection: what it read ahead and has yet to answer
+        sender = asyncio.create_task(self._send(pending, writer, peer, held))
         try:
             while not sender.done():
                 head = await activity.read(reader, 4, idle_ms)
@@ -94,6 +96,7 @@ class KafkaServer:
                 if size < 0 or size > limit:
                     log.warning("closing %s: request of %d bytes exceeds socket.request.max.bytes %d", peer, size, limit)
                     break
+                await held.room_for(size)
                 frame = await reader.readexactly(size)
                 if not session.authenticated:  # a SASL listener's connection, before (re-)authentication
                     if not await self._authenticate(session, frame, peer, pending):
@@ -113,7 +116,9 @@ class KafkaServer:
                         log.info("closing %s: SASL session of %s expired", peer, session.principal)
                         break
                 await activity.wait_unmuted()  # a throttled client's next request waits (KIP-219)
-                await pending.put(asyncio.create_task(self._dispatch(header, frame, pos, peer, session, activity)))
+                task = asyncio.create_task(self._dispatch(header, frame, pos, peer, session, activity))
+                held.track(task, size, reserve=limit if header.api_key == 1 else 0)  # a Fetch answer may be large
+                await pending.put(task)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except asyncio.CancelledError:
@@ -200,12 +205,15 @@ class KafkaServer:
     async def _failed_authentication_delay(self) -> None:
         await asyncio.sleep(self.broker.config.connection_failed_authentication_delay_ms / 1000)
 
-    async def _send(self, pending: asyncio.Queue, writer: asyncio.StreamWriter, peer: str) -> None:
+    async def _send(self, pending: asyncio.Queue, writer: asyncio.StreamWriter, peer: str,
+                    held: HeldBytes | None = None) -> None:
         while True:
             task = await pending.get()
             if task is None:
                 return
             response = await task
+            if held is not None:
+                held.sent(task)
             if response is _CLOSE:
                 writer.close()  # the reader then sees EOF and the client learns at once
                 return

@@ -11,6 +11,7 @@ from kio.schema.errors import ErrorCode
 from ..log.batch import InvalidBatch, split_batches
 from ..log.partition import LogDeleted
 from ..log.records import keyless_records
+from ..log.validate import check_client_batch
 from ..quotas import user_of
 from . import RequestContext, handles
 from .access import TOPIC, TRANSACTIONAL_ID, WRITE, allowed
@@ -62,6 +63,8 @@ async def produce(ctx: RequestContext, req):
                     if header.size > limit:
                         raise KafkaError(ErrorCode.message_too_large,
                                          f"batch of {header.size} bytes exceeds max.message.bytes {limit}")
+                # Records, counts, offsets and producer fields as Kafka's LogValidator checks them.
+                data = check_client_batch(data, batches[0][1], log_append_time=plog.config.log_append_time)
                 if plog.config.compact:
                     _check_keys(data, batches, f"{name}-{pd.index}")
                 # Idempotence and transaction checks; a retried duplicate gets its original offset.
