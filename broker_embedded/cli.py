@@ -10,6 +10,7 @@ import signal
 import sys
 
 from . import DirectoryLocked, EmbeddedBroker
+from .security import cli_options
 from .server import CannotListen
 
 
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
                    help="default for a topic config, e.g. --config segment.bytes=1048576 (repeatable)")
     p.add_argument("--loglevel", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    cli_options.add_arguments(p)
     return p
 
 
@@ -64,6 +66,8 @@ _BROKER_SETTINGS = {
     "group.consumer.max.size": _non_negative_int,
     "offsets.retention.minutes": _non_negative_int,
     "offsets.retention.check.interval.ms": _non_negative_int,
+    "connections.max.reauth.ms": _non_negative_int,
+    "connection.failed.authentication.delay.ms": _non_negative_int,
     "socket.request.max.bytes": _non_negative_int,
 }
 
@@ -87,6 +91,8 @@ async def _serve(broker: EmbeddedBroker) -> None:
         loop.add_signal_handler(sig, stop.set)
     await broker.start()
     print(f"listening on {broker.bootstrap_servers}", flush=True)
+    for server in broker.servers[1:]:  # more listeners: one line each, NAME://host:port
+        print(f"listening on {server.listener.name}://{broker.listener_address(server.listener.name)}", flush=True)
     await stop.wait()
     await broker.stop()
 
@@ -114,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         defaults[name] = value
     try:
+        settings.update(cli_options.settings_from(args))
         broker = EmbeddedBroker(
             data_dir=args.data_dir, host=args.host, port=args.port, default_partitions=args.default_partitions,
             auto_create_topics=not args.no_auto_create, flush_on_ack=not args.no_flush_on_ack,
@@ -128,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"broker-embedded: error: {exc}", file=sys.stderr)
         return 2
     except CannotListen as exc:
-        print(f"broker-embedded: error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        where = args.listeners or f"{args.host}:{args.port}"
+        print(f"broker-embedded: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
         return 2
     except OSError as exc:  # the data directory became unusable (removed, replaced by a file, not readable)
         print(f"broker-embedded: error: cannot use data dir {args.data_dir}: {exc.strerror or exc}", file=sys.stderr)

@@ -157,7 +157,17 @@ class BrokerConfig:
             raise ValueError(f"Invalid value {self.ssl_client_auth!r} for ssl.client.auth: expected none, "
                              "requested or required")
         if self.listeners is not None:
-            parse_listeners(self.listeners, self.listener_security_protocol_map, self.advertised_listeners)
+            listeners = parse_listeners(self.listeners, self.listener_security_protocol_map, self.advertised_listeners)
+            if any(listener.tls for listener in listeners):  # unusable key or certificate files: say so now
+                from .security.tls import server_context
+
+                server_context(self.ssl_keystore_location, self.ssl_key_location, self.ssl_key_password,
+                               self.ssl_truststore_location, self.ssl_client_auth)
+        for user, spec in self.scram_users.items():
+            mechanism = spec[1] if isinstance(spec, tuple) else None
+            if not user or (mechanism is not None and mechanism not in ("SCRAM-SHA-256", "SCRAM-SHA-512")):
+                raise ValueError(f"scram_users: bad user {user!r} or mechanism {mechanism!r} (SCRAM-SHA-256 or "
+                                 "SCRAM-SHA-512)")
 
     def listener_list(self):
         """The listeners to open: the configured ones, or one PLAINTEXT listener on host:port."""

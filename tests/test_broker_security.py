@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import closing
@@ -410,3 +412,58 @@ async def test_scram_credentials_admin_and_restart(pki, tmp_path):
         await producer.stop()
     finally:
         await broker.stop()
+
+
+# ---- the command line ----
+
+def _cli(*args: str, data_dir) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "broker_embedded", "--data-dir", str(data_dir),
+                             "--loglevel", "WARNING", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def test_cli_listeners_tls_and_first_scram_user(pki, tmp_path):
+    """`broker-embedded --listeners ... --ssl-keystore ... --scram-user alice:secret` serves SCRAM over TLS; the
+    user is kept (hashed) for the next start without the option."""
+    ca, server, _client = pki
+    users = tmp_path / "jaas.conf"
+    users.write_text('KafkaServer { org.apache.kafka.common.security.plain.PlainLoginModule required\n'
+                     '  user_carol="carol-secret"; };\n')
+    args = ["--listeners", "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+            "--ssl-keystore", str(server.cert), "--ssl-key", str(server.key), "--plain-users-file", str(users)]
+    for extra in (["--scram-user", "alice:s3cret:SCRAM-SHA-512"], []):
+        proc = _cli(*args, *extra, data_dir=tmp_path / "data")
+        try:
+            lines = [proc.stdout.readline().strip() for _ in range(3)]
+            assert lines[0].startswith("listening on 127.0.0.1:"), lines
+            addresses = dict(line.split()[-1].split("://") for line in lines[1:])
+            producer = AIOKafkaProducer(bootstrap_servers=addresses["SASL_SSL"], security_protocol="SASL_SSL",
+                                        ssl_context=_ssl_context(pki), sasl_mechanism="SCRAM-SHA-512",
+                                        sasl_plain_username="alice", sasl_plain_password="s3cret")
+            await producer.start()
+            await producer.send_and_wait("cli", b"x")
+            await producer.stop()
+            producer = AIOKafkaProducer(bootstrap_servers=addresses["SASL_PLAINTEXT"],
+                                        security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                                        sasl_plain_username="carol", sasl_plain_password="carol-secret")
+            await producer.start()
+            await producer.send_and_wait("cli", b"y")
+            await producer.stop()
+        finally:
+            proc.terminate()
+            assert proc.wait(30) == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--listeners", "FOO://127.0.0.1:0"], "No security protocol defined for listener FOO"),
+    (["--listeners", "SSL://127.0.0.1:0"], "needs ssl_keystore_location"),
+    (["--listeners", "SSL://127.0.0.1:0", "--ssl-keystore", "/nonexistent.pem"], "cannot load ssl.keystore.location"),
+    (["--listeners", "PLAINTEXT://127.0.0.1:0", "--advertised-listeners", "PLAINTEXT://0.0.0.0:9092"],
+     "nonroutable meta-address"),
+    (["--scram-user", "alice"], "--scram-user expects NAME:PASSWORD"),
+    (["--sasl-mechanisms", "GSSAPI"], "unsupported SASL mechanism 'GSSAPI'"),
+])
+def test_cli_refuses_bad_security_settings(tmp_path, args, message):
+    proc = _cli(*args, data_dir=tmp_path / "data")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out + err
+    assert message in err and "Traceback" not in err
