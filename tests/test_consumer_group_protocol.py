@@ -454,3 +454,31 @@ def test_silent_member_expires_and_a_stuck_revocation_is_fenced(short_session_br
     finally:
         a.close()
         b.close()
+
+
+def test_heartbeat_and_describe_need_group_and_topic_acls(tmp_path, group):
+    """With an authorizer: READ on the group to heartbeat (GROUP_AUTHORIZATION_FAILED otherwise), DESCRIBE on every
+    subscribed topic (TOPIC_AUTHORIZATION_FAILED), DESCRIBE on the group to describe it (READ implies it)."""
+    from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
+
+    from broker_embedded import EmbeddedBroker
+    from test_broker_acl import _create_topic, _grant_anonymous, _raw, _settings
+
+    broker = EmbeddedBroker(**_settings(tmp_path / "broker")).start_in_thread()
+    try:
+        topic = "t-" + uuid.uuid4().hex[:8]
+        _create_topic(broker, topic)
+        a = Member(broker.listener_address("PLAINTEXT"), group, (topic,))
+        c = _raw(broker)
+        assert describe(c, group).error_code == ErrorCode.group_authorization_failed
+        assert a.heartbeat().error_code == ErrorCode.group_authorization_failed
+        _grant_anonymous(broker, (ResourceType.GROUP, group, AclOperation.READ, ResourcePatternType.LITERAL))
+        assert a.heartbeat().error_code == ErrorCode.topic_authorization_failed
+        _grant_anonymous(broker, (ResourceType.TOPIC, topic, AclOperation.DESCRIBE, ResourcePatternType.LITERAL))
+        assert a.heartbeat().error_code == ErrorCode.none
+        d = c.call(CG_DESCRIBE, group_ids=(group,), include_authorized_operations=True).groups[0]
+        assert d.error_code == ErrorCode.none and d.authorized_operations == (1 << 3) | (1 << 8)  # READ, DESCRIBE
+        a.close()
+        c.close()
+    finally:
+        broker.stop_thread()

@@ -11,8 +11,9 @@ from ..coordinator.consumer_coordinator import HeartbeatRequest
 from ..coordinator.consumer_group import ConsumerGroup
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import DESCRIBE, GROUP, READ, TOPIC, allowed, authorized_operations
 from .errors import KafkaError
-from .groups import NO_AUTHORIZED_OPERATIONS, client_host, ms
+from .groups import NO_AUTHORIZED_OPERATIONS, client_host, ms, require_group
 
 CONSUMER_MEMBER_TYPE = 1
 
@@ -37,6 +38,11 @@ async def consumer_group_heartbeat(ctx: RequestContext, req):
         server_assignor=req.server_assignor, owned=_owned(req.topic_partitions),
         client_id=ctx.header.client_id or "", client_host=client_host(ctx))
     try:
+        require_group(ctx, READ, req.group_id)
+        names = req.subscribed_topic_names or ()
+        if any(not allowed(ctx, DESCRIBE, TOPIC, name) for name in names):
+            raise KafkaError(ErrorCode.topic_authorization_failed, "The member is not authorized to describe "
+                             "every topic it subscribes to.")
         res = await ctx.broker.groups.consumer.heartbeat(request)
     except KafkaError as exc:
         return r("ConsumerGroupHeartbeatResponse", throttle_time=ZERO_MS, error_code=exc.code,
@@ -59,17 +65,24 @@ def consumer_group_describe(ctx: RequestContext, req):
     described = []
     for group_id in req.group_ids:
         try:
+            require_group(ctx, DESCRIBE, group_id)
             group = coordinator.describe(group_id)
+            topics = {name for m in group.members.values() for name in m.subscribed_topic_names}
+            topics |= {t.name for m in group.members.values() for t_id in m.assigned
+                       if (t := ctx.broker.topics.by_id.get(t_id)) is not None}
+            if any(not allowed(ctx, DESCRIBE, TOPIC, name) for name in topics):
+                raise KafkaError(ErrorCode.topic_authorization_failed,
+                                 "The group has subscribed or assigned topics the principal may not describe.")
         except KafkaError as exc:
             described.append(r("DescribedGroup", error_code=exc.code, error_message=exc.message, group_id=group_id,
                                group_state="", group_epoch=0, assignment_epoch=0, assignor_name="", members=(),
                                authorized_operations=NO_AUTHORIZED_OPERATIONS))
             continue
-        described.append(_describe(ctx, group, coordinator))
+        described.append(_describe(ctx, group, coordinator, req.include_authorized_operations))
     return r("ConsumerGroupDescribeResponse", throttle_time=ZERO_MS, groups=tuple(described))
 
 
-def _describe(ctx: RequestContext, group: ConsumerGroup, coordinator):
+def _describe(ctx: RequestContext, group: ConsumerGroup, coordinator, with_operations: bool):
     r = ctx.reply
     by_id = ctx.broker.topics.by_id
 
@@ -93,4 +106,5 @@ def _describe(ctx: RequestContext, group: ConsumerGroup, coordinator):
     return r("DescribedGroup", error_code=ErrorCode.none, error_message=None, group_id=group.group_id,
              group_state=group.state.value, group_epoch=group.epoch, assignment_epoch=group.assignment_epoch,
              assignor_name=group.assignor(coordinator.assignors[0], coordinator.assignors), members=members,
-             authorized_operations=NO_AUTHORIZED_OPERATIONS)
+             authorized_operations=authorized_operations(ctx, GROUP, group.group_id) if with_operations
+             else NO_AUTHORIZED_OPERATIONS)
