@@ -297,7 +297,9 @@ class App:
     def topology(self, partition_counts: dict[str, int] | None = None) -> Topology:
         """The compiled topology (partition counts from declarations, or as given)."""
         self._bind_tables()
-        return compile_graph(self.graph, partition_counts)
+        topology = compile_graph(self.graph, partition_counts)
+        topology.global_stores = [g.spec for g in self.global_tables.values()]
+        return topology
 
     def _bind_tables(self) -> None:
         """Give each agent's node the stores of the Faust-style tables its function uses."""

@@ -74,6 +74,8 @@ class Topology:
 
     app_id: str
     subtopologies: list[SubTopology] = field(default_factory=list)
+    # The stores of global tables: every worker holds each whole (its `source_topic`), no task does.
+    global_stores: list[StoreSpec] = field(default_factory=list)
 
     def topics(self) -> dict[str, Topic]:
         """Every topic read or written, by name (sources, sinks and internal topics)."""

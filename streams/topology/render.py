@@ -56,6 +56,10 @@ def describe(topo: "Topology") -> str:
             if node.parents:
                 lines.append(f"      <-- {', '.join(p.name for p in node.parents)}")
         lines.append("")
+    for spec in topo.global_stores:
+        lines.append(f"   Global store: {spec.name} (topic: {spec.source_topic.name}; every worker holds all of it, "
+                     "no tasks)")
+        lines.append("")
     lines.append(f"Source topics: {', '.join(topo.source_topics) or '-'}")
     lines.append(f"Sink topics: {', '.join(topo.sink_topics) or '-'}")
     lines.append(f"Repartition topics: {', '.join(topo.repartition_topics) or '-'}")
@@ -89,7 +93,16 @@ def _edges(topo: "Topology"):
                 for t in node.attrs.get("sink_topics", []):
                     topics[t.name] = t
                     edges.append((_id(node.name), _topic_id(t.name)))
+            if node.op == "global_join":
+                edges.append((_global_id(node.attrs["global_table"].store_name), _id(node.name)))
+    for spec in topo.global_stores:
+        topics[spec.source_topic.name] = spec.source_topic
+        edges.append((_topic_id(spec.source_topic.name), _global_id(spec.name)))
     return edges, topics
+
+
+def _global_id(name: str) -> str:
+    return "g_" + "".join(c if c.isalnum() else "_" for c in name)
 
 
 def to_mermaid(topo: "Topology") -> str:
@@ -103,6 +116,8 @@ def to_mermaid(topo: "Topology") -> str:
         for node in sub.nodes:
             lines.append(f'        {_id(node.name)}["{_label(node)}: {node.name}"]')
         lines.append("    end")
+    for spec in topo.global_stores:
+        lines.append(f'    {_global_id(spec.name)}[("Global store: {spec.name}")]')
     for a, b in edges:
         lines.append(f"    {a} --> {b}")
     return "\n".join(lines) + "\n"
@@ -120,6 +135,8 @@ def to_dot(topo: "Topology") -> str:
         for node in sub.nodes:
             lines.append(f'        {_id(node.name)} [label="{_label(node)}\\n{node.name}"];')
         lines.append("    }")
+    for spec in topo.global_stores:
+        lines.append(f'    {_global_id(spec.name)} [label="Global store\\n{spec.name}", shape=cylinder];')
     for a, b in edges:
         lines.append(f"    {a} -> {b};")
     lines.append("}")

@@ -129,6 +129,17 @@ def test_global_table_in_an_agent_and_a_timer_of_the_test_driver():
         assert prices.store_name == "price-list" and app.store("price-list").get("tea") == 2.5
 
 
+def test_describe_shows_the_global_store_and_creates_no_task_or_changelog_for_it():
+    app, _ = shop("left_join")
+    topology = app.topology()
+    assert "   Global store: countries-global-store (topic: countries; every worker holds all of it, no tasks)\n" \
+        in topology.describe()
+    assert [s.source_topics for s in topology.subtopologies] == [[app.topics["orders"]]]
+    assert topology.changelog_topics == [] and topology.source_topics == ["orders"]
+    assert "t_countries --> g_countries_global_store" in topology.to_mermaid()
+    assert "g_countries_global_store --> n_KSTREAM_GLOBALJOIN" in topology.to_mermaid()
+
+
 def test_declaration_errors():
     app = streams.App("bad-globals")
     app.stream("clicks")
