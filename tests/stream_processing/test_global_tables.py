@@ -7,7 +7,7 @@ table, a restart restoring from its checkpoint before any record is processed, a
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import shutil
 
 import pytest
@@ -216,7 +216,8 @@ async def test_two_workers_each_hold_the_whole_global_table(make_app, running, b
 
 
 async def test_a_restarted_worker_restores_the_global_table_from_its_checkpoint_before_processing(
-        make_app, running, bootstrap, tmp_path):
+        make_app, running, bootstrap, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="streams.progress")
     app, countries = shop_on_broker(make_app)
     async with running(app):
         await fill(app, f"{app.id}-countries", [(cc, cc.upper()) for cc in CODES])
@@ -230,6 +231,8 @@ async def test_a_restarted_worker_restores_the_global_table_from_its_checkpoint_
         [restore] = app2.worker.global_stores.restores
         # only the tail written while it was down: the checkpoints covered the first 12 records
         assert restore.from_checkpoint and restore.restored == 3, restore
+        assert f"restored global store {app.id}-countries-global-store (topic {app.id}-countries, 3 partitions): " \
+            "3 records" in caplog.text
         got = read_out(await consume(bootstrap, f"{app.id}-out", 3))
         assert got == {"a": "x@zero", "b": "x@None", "c": "x@NEW"}
         assert countries2.get("c2") == "C2"
