@@ -239,6 +239,9 @@ class KStream:
         if isinstance(other, GlobalKTable):
             if how == "outer":
                 raise TopologyError("a stream and a global table have no outer join (as in Kafka Streams)")
+            if windows is not None:
+                raise TopologyError(f"a stream-global table join takes no windows, got {windows!r}; give the "
+                                    "function that finds the table's key as key=")
             return other._join_stream(self, joiner, key=key, how=how, name=name)
         if key is not None:
             raise TopologyError("key= (a key extractor) is for joins with a GlobalKTable only")

@@ -152,6 +152,8 @@ def test_declaration_errors():
         app.global_table("accounts", name="users-global-store")
     with pytest.raises(TypeError, match="joiner"):
         app.stream("orders").join(users, "not a function", key=lambda k, v: k)
+    with pytest.raises(streams.TopologyError, match="key="):
+        app.stream("refunds").join(users, lambda a, b: a, lambda k, v: v["user"])   # the key function as windows
     with pytest.raises(streams.TopologyError, match="outer join"):
         app.stream("payments").outer_join(users, lambda a, b: a)
     with pytest.raises(RuntimeError, match="not open"):
