@@ -23,7 +23,8 @@ input (the order of records from one input record included, e.g. the unmatched r
 join emits when their windows close: by timestamp, then right before left, then key bytes; a foreign-key
 right-side update's results: by the left key's bytes). A failure says whether the outputs differ only in order, and
 names the smallest input it could find (a prefix, then records removed one by one while they still differ) with
-both outputs and a diff, and the failing seeds.
+both outputs and a diff, and the failing seeds. To see which input record each side's output came from:
+`python tests/stream_processing/test_joins_reference.py stream-stream-outer 99 --shrink` (combo id, seed).
 
 The hand-checked cases at the end were worked out from Kafka Streams' semantics and are asserted on Kafka Streams
 itself (the builders in KafkaStreamsReference.java do what they should) and on ours.
@@ -32,6 +33,7 @@ itself (the builders in KafkaStreamsReference.java do what they should) and on o
 from __future__ import annotations
 
 import difflib
+import operator
 import os
 import random
 import sys
@@ -383,3 +385,31 @@ def test_hand_checked_case_is_what_kafka_streams_does(case: Case):
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hand_checked_case_ours(case: Case):
     assert run_ours(case.kind, case.join, case.records, **case.params) == list(case.expected)
+
+
+# ---- reproducing a failure by hand ----
+
+def trace(kind: str, join: str, records, **params) -> None:
+    """Print, after each input record, what each side emitted because of it (runs every prefix on both sides)."""
+    seen_ours: list = []
+    seen_theirs: list = []
+    for i in range(1, len(records) + 1):
+        ours, theirs = outcome(kind, join, records[:i], params)
+        ours_new = ours if isinstance(ours, str) else ours[len(seen_ours):]
+        theirs_new = theirs[len(seen_theirs):]
+        mark = "  " if ours_new == theirs_new else "!="
+        print(f"{mark} {records[i - 1]!r:40} Kafka Streams: {theirs_new}  ours: {ours_new}")
+        seen_theirs = theirs
+        seen_ours = ours if isinstance(ours, list) else seen_ours
+
+
+if __name__ == "__main__":
+    # python tests/stream_processing/test_joins_reference.py stream-stream-outer 99 [--shrink]
+    combo = next(c for c in COMBOS if c.id == sys.argv[1])
+    seed = int(sys.argv[2])
+    params = combo.params_of(seed)
+    records = random_records(combo.kind, seed)
+    if "--shrink" in sys.argv:
+        records = shrink(records, lambda r: operator.ne(*outcome(combo.kind, combo.join, r, params)))
+    print(f"{combo.kind} {combo.join} {params}: {list(records)}")
+    trace(combo.kind, combo.join, records, **params)
