@@ -86,7 +86,7 @@ class TestDriver:
         self.processor = TopologyProcessor(app, self._append, self._fail)
         self.processor.ctx.clock = lambda: self.wall_clock_ms
         # Global tables in memory; a record written to a global table's topic updates it at once.
-        self.globals = GlobalStores(app.global_tables.values())
+        self.globals = GlobalStores(app.global_tables.values(), policy=app.on_error)
         self._logs: dict[str, list[InputRecord]] = {}           # topic -> records in the order they were written
         self._read: dict[str, int] = {}                         # topic -> how many of its records were read
         self._next_offset: dict[tuple[str, int], int] = {}
@@ -315,7 +315,11 @@ class TestDriver:
             self._logs.setdefault(topic, []).append(record)
             self._queue.append(record)
             if topic in self.globals.topics:
-                self.globals.apply(topic, key, value)
+                try:
+                    self.globals.apply(record)
+                except ProcessingError as exc:   # a record the global table's serdes cannot read, policy `fail`
+                    self._fail(exc)
+                    raise
 
     def _drain(self) -> None:
         """Process queued records in rounds (like fetched batches) until nothing is left to process."""

@@ -96,7 +96,8 @@ class Worker:
             await asyncio.sleep(0)
         await self._prepare_topology()
         # Global tables are whole (restored to the end offsets as of now) before any task processes a record.
-        self.global_stores = GlobalStores(getattr(app, "global_tables", {}).values(), self.state_dir, self.fail)
+        self.global_stores = GlobalStores(getattr(app, "global_tables", {}).values(), self.state_dir, self.fail,
+                                          app.on_error)
         self.global_stores.check(self.processor.source_topics)
         await self.global_stores.start(self.bootstrap, self.partition_counts,
                                        isolation_level=self.committer.isolation_level,

@@ -7,6 +7,7 @@ table, a restart restoring from its checkpoint before any record is processed, a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 
@@ -14,7 +15,7 @@ import pytest
 
 import streams
 from streams.testing import TestDriver
-from streamtest import consume, create_topic, eventually
+from streamtest import consume, create_topic, eventually, produce
 
 
 def shop(join: str = "join", key=None):
@@ -308,3 +309,45 @@ class _aborting:
 
     async def __aexit__(self, *exc) -> None:
         await self.producer.abort_transaction()
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip"])
+def test_a_record_the_global_tables_serdes_cannot_read_never_reaches_it(policy):
+    app = streams.App("bad-rows", on_error=policy)
+    prices = app.global_table(app.topic("prices", key_type=str, value_type=int))
+    app.stream("orders").left_join(prices, lambda qty, price: None if price is None else qty * price,
+                                   key=lambda item, qty: item).to("out")
+    with TestDriver(app) as driver:
+        driver.pipe("prices", "tea", 3)
+        if policy == "fail":
+            with pytest.raises(streams.ProcessingError, match=r"record prices\[\d\]@1 cannot be read"):
+                driver.pipe_bytes("prices", b"tea", b"not an int")
+            with pytest.raises(RuntimeError, match="stopped after a processing failure"):
+                driver.pipe("orders", "tea", 2)
+        else:
+            driver.pipe_bytes("prices", b"tea", b"not an int")          # logged and skipped: the old row stays
+            driver.pipe("orders", "tea", 2)
+            assert driver.read("out") == [("tea", 6)]
+        assert prices.get("tea") == 3
+
+
+async def test_a_worker_with_a_global_record_it_cannot_read(make_app, running, bootstrap):
+    def build(policy):
+        app = make_app(on_error=policy)
+        prices = app.global_table(app.topic(f"{app.id}-prices", key_type=str, value_type=int, partitions=1))
+        app.stream(app.topic(f"{app.id}-orders", partitions=1)).to(f"{app.id}-copy")
+        return app, prices
+
+    app, prices = build("fail")
+    await create_topic(bootstrap, f"{app.id}-prices", 1)
+    await produce(bootstrap, f"{app.id}-prices", [(b"tea", streams.IntSerde().serialize(3)), (b"tea", b"bad")])
+    # on_error='fail': the restore stops the worker before it processes anything, naming the record
+    with pytest.raises(streams.ProcessingError, match=rf"record {app.id}-prices\[0\]@1 cannot be read"):
+        await asyncio.wait_for(app.run_worker(), 30)
+    # otherwise the record is skipped, at restore and while the worker runs
+    app, prices = build("skip")
+    async with running(app):
+        assert prices.get("tea") == 3
+        await produce(bootstrap, f"{app.id}-prices", [(b"cake", b"bad"), (b"cake", streams.IntSerde().serialize(4))])
+        await eventually(lambda: prices.get("cake") == 4, timeout=20)
+        assert app.worker is not None and not app.worker.stopping
