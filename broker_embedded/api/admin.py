@@ -156,11 +156,21 @@ def _check_replicas(broker_ids, node_id: int) -> None:
         previous = b
 
 
-@handles(60, 0, 1)
+BROKER_ENDPOINT = 1
+
+
+@handles(60, 0, 2)
 def describe_cluster(ctx: RequestContext, req):
     r = ctx.reply
     node_id, host, port = broker_endpoint(ctx)
-    brokers = (r("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=None),)
+    wanted = getattr(req, "endpoint_type", BROKER_ENDPOINT)
+    if wanted != BROKER_ENDPOINT:  # v1+: a client looking for controllers; this node has broker endpoints only
+        return r("DescribeClusterResponse", throttle_time=ZERO_MS, error_code=ErrorCode.mismatched_endpoint_type,
+                 error_message="The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type "
+                               "CONTROLLER", endpoint_type=BROKER_ENDPOINT, cluster_id="", controller_id=-1,
+                 brokers=(), cluster_authorized_operations=-2147483648)
+    # v2: is_fenced (KIP-1073); a live single node is never fenced.
+    brokers = (r("DescribeClusterBroker", broker_id=node_id, host=host, port=port, rack=None, is_fenced=False),)
     cluster_ops = NO_AUTHORIZED_OPERATIONS
     if req.include_cluster_authorized_operations:
         cluster_ops = authorized_operations(ctx, CLUSTER, CLUSTER_NAME) if cluster_allowed(ctx, DESCRIBE) else 0

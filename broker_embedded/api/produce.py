@@ -20,7 +20,7 @@ from .metadata import topic_name_of
 
 # v12 tells the broker that the producer adds partitions to its transaction implicitly (KIP-890): served
 # only with that protocol; v13 names topics by id.
-PRODUCE_MAX_VERSION = 11
+PRODUCE_MAX_VERSION = 13
 
 
 @handles(0, 0, PRODUCE_MAX_VERSION)
@@ -67,6 +67,8 @@ async def produce(ctx: RequestContext, req):
                 data = check_client_batch(data, batches[0][1], log_append_time=plog.config.log_append_time)
                 if plog.config.compact:
                     _check_keys(data, batches, f"{name}-{pd.index}")
+                if ctx.version >= 12 and req.transactional_id is not None:
+                    await _join_transaction(broker, req.transactional_id, batches, name, pd.index)
                 # Idempotence and transaction checks; a retried duplicate gets its original offset.
                 result["base_offset"] = broker.producers.append(plog, name, pd.index, data, batches)
             except RecordErrors as exc:
@@ -113,6 +115,28 @@ async def produce(ctx: RequestContext, req):
         for name, td, parts in results
     )
     return r("ProduceResponse", responses=topics, throttle_time=datetime.timedelta(milliseconds=throttle))
+
+
+async def _join_transaction(broker, transactional_id: str, batches, topic: str, partition: int) -> None:
+    """KIP-890: a transactional batch in Produce v12+ adds its partition to the producer's transaction, which the
+    client no longer does with AddPartitionsToTxn. Errors are the ones Kafka's produce path answers: a fenced or
+    stale epoch is INVALID_PRODUCER_EPOCH; a transaction still being completed is retriable."""
+    header = batches[0][1]
+    if not header.is_transactional:
+        return
+    tp = (topic, partition)
+    try:
+        code = (await broker.transactions.add_partitions(transactional_id, header.producer_id, header.producer_epoch,
+                                                         [tp]))[tp]
+        message = f"{topic}-{partition} could not join the transaction of {transactional_id!r}"
+    except KafkaError as exc:
+        code, message = exc.code, str(exc)
+    if code == ErrorCode.producer_fenced:
+        code = ErrorCode.invalid_producer_epoch
+    elif code == ErrorCode.concurrent_transactions:
+        code = ErrorCode.not_enough_replicas
+    if code != ErrorCode.none:
+        raise KafkaError(code, message)
 
 
 def _storage(exc: OSError) -> str:

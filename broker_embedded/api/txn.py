@@ -17,7 +17,7 @@ from .access import (CLUSTER_ACTION, GROUP, IDEMPOTENT_WRITE, READ, TOPIC, TRANS
 from .errors import KafkaError
 
 # The transaction protocol generation served (the finalized `transaction.version` feature): 2 is KIP-890's.
-TRANSACTION_VERSION = 0
+TRANSACTION_VERSION = 2
 
 # The first version of each request whose clients understand PRODUCER_FENCED (as Kafka's KafkaApis decides).
 _FENCED_SINCE = {22: 4, 24: 2, 25: 2, 26: 2, 28: 3}
@@ -127,6 +127,10 @@ async def txn_offset_commit(ctx: RequestContext, req):
         # Kafka answers UNKNOWN_TOPIC_OR_PARTITION for partitions that do not exist and commits the others.
         unknown = {(t.name, p.partition_index) for t in req.topics if t.name not in denied for p in t.partitions
                    if broker.partition(t.name, p.partition_index) is None}
+        if ctx.version >= 5 and TRANSACTION_VERSION >= 2:
+            # KIP-890: a v5 commit brings its group into the transaction itself (no AddOffsetsToTxn before it).
+            await broker.transactions.add_offsets(req.transactional_id, req.producer_id, req.producer_epoch,
+                                                  req.group_id)
         broker.transactions.check_offset_commit(req.transactional_id, req.producer_id, req.producer_epoch,
                                                 req.group_id)
         member_id = getattr(req, "member_id", "") or ""
@@ -166,8 +170,11 @@ async def end_txn(ctx: RequestContext, req):
     pid, epoch = req.producer_id, req.producer_epoch
     try:
         _require_txn(ctx, req.transactional_id)
-        meta = await ctx.broker.transactions.end_txn(req.transactional_id, pid, epoch, req.committed)
+        # v5 is the second generation: the epoch is bumped at every end and the response carries it.
+        meta = await ctx.broker.transactions.end_txn(req.transactional_id, pid, epoch, req.committed,
+                                                     bump=ctx.version >= 5 and TRANSACTION_VERSION >= 2)
         pid, epoch = meta.producer_id, meta.producer_epoch
     except KafkaError as exc:
         code = _code(ctx, exc)
+        pid, epoch = -1, -1  # as Kafka answers a failed EndTxn
     return ctx.reply("EndTxnResponse", throttle_time=ZERO_MS, error_code=code, producer_id=pid, producer_epoch=epoch)

@@ -3,6 +3,12 @@
 A deliberately simple, synchronous design (after franz-go's kfake): this node is the coordinator of every
 transactional id, so ending a transaction writes its markers straight into the local partition logs.
 
+Two protocol generations are served. In the first, clients add partitions with AddPartitionsToTxn and keep their
+epoch across transactions. In the second (KIP-890, `transaction.version` 2, EndTxn v5), partitions join a
+transaction when a Produce v12+ or TxnOffsetCommit v5 for them arrives, and every EndTxn bumps the producer epoch:
+the markers carry the new epoch, which fences any late write of the transaction just ended, and the client goes on
+with the epoch (or, when epochs run out, the new producer id) that EndTxn returns.
+
 Every state change is written to the internal compacted topic `__transaction_state` (key = transactional id,
 value = the whole state as JSON) and fsynced before the client hears about it. On start the topic is replayed:
 a transaction found in PrepareCommit/PrepareAbort is completed (markers written again are harmless), one found
@@ -56,19 +62,26 @@ class TxnMetadata:
     groups: set[str] = field(default_factory=set)
     start_ms: int = -1
     updated_ms: int = -1
+    # KIP-890: whether the last EndTxn was of the second generation (it bumped the epoch), the producer id that
+    # takes over once the ending transaction completes (epochs ran out), and the one it replaced (for retries).
+    bumped: bool = False
+    next_producer_id: int = -1
+    previous_producer_id: int = -1
 
     def to_json(self) -> bytes:
         return json.dumps({
             "pid": self.producer_id, "epoch": self.producer_epoch, "timeout": self.timeout_ms, "state": self.state,
             "partitions": sorted(self.partitions), "groups": sorted(self.groups), "start": self.start_ms,
-            "updated": self.updated_ms,
+            "updated": self.updated_ms, "bumped": self.bumped, "next_pid": self.next_producer_id,
+            "prev_pid": self.previous_producer_id,
         }).encode()
 
     @classmethod
     def from_json(cls, tid: str, raw: bytes) -> "TxnMetadata":
         d = json.loads(raw)
         return cls(tid, d["pid"], d["epoch"], d["timeout"], d["state"], {(t, p) for t, p in d["partitions"]},
-                   set(d["groups"]), d["start"], d.get("updated", -1))
+                   set(d["groups"]), d["start"], d.get("updated", -1), d.get("bumped", False),
+                   d.get("next_pid", -1), d.get("prev_pid", -1))
 
 
 def _now_ms() -> int:
@@ -205,6 +218,7 @@ class TransactionCoordinator:
             else:
                 self._bump(meta)
             meta.timeout_ms = timeout_ms
+            meta.bumped = False
             meta.state = EMPTY
             meta.partitions.clear()
             meta.groups.clear()
@@ -280,8 +294,12 @@ class TransactionCoordinator:
             raise KafkaError(ErrorCode.invalid_txn_state,
                              f"group {group!r} was not added to the transaction of {tid!r} (AddOffsetsToTxn)")
 
-    async def end_txn(self, tid: str, pid: int, epoch: int, commit: bool) -> TxnMetadata:
-        """Commit or abort the open transaction: prepare durably, write markers, complete."""
+    async def end_txn(self, tid: str, pid: int, epoch: int, commit: bool, bump: bool = False) -> TxnMetadata:
+        """Commit or abort the open transaction: prepare durably, write markers, complete. `bump` is the second
+        generation's EndTxn (v5): the epoch goes up by one on every end (see `_end_bumping`)."""
+        if bump:
+            async with self._locks[tid]:
+                return await self._end_bumping(tid, pid, epoch, commit)
         async with self._locks[tid]:
             meta = self.txns.get(tid)
             if meta is not None and meta.producer_id == pid and meta.producer_epoch == epoch:
@@ -296,6 +314,53 @@ class TransactionCoordinator:
             await self._persist(meta)
             await self._complete(meta)
             return meta
+
+    async def _end_bumping(self, tid: str, pid: int, epoch: int, commit: bool) -> TxnMetadata:
+        """EndTxn v5 as Kafka 4.1's coordinator answers it: the request's epoch must be the current one, except for
+        a retry of an end that already bumped it (epoch + 1 is current, or epochs ran out and a new producer id
+        took over), which gets the answer the first attempt got. Aborting when no transaction is open still bumps
+        the epoch (the client aborts a transaction whose records never reached the broker); committing then is
+        INVALID_TXN_STATE."""
+        meta = self.txns.get(tid)
+        if meta is None:
+            raise KafkaError(ErrorCode.invalid_producer_id_mapping, f"no transactional id {tid!r}")
+        retry_overflow = (meta.bumped and meta.previous_producer_id == pid and epoch == MAX_EPOCH - 1
+                          and meta.producer_epoch == 0)
+        retry = meta.bumped and meta.producer_id == pid and meta.producer_epoch == epoch + 1
+        if meta.producer_id != pid and not retry_overflow:
+            raise KafkaError(ErrorCode.invalid_producer_id_mapping,
+                             f"producer id {pid} does not belong to transactional id {tid!r}")
+        current = meta.producer_id == pid and epoch == meta.producer_epoch
+        if meta.state == ONGOING and current:
+            return await self._bump_and_end(meta, commit)
+        if meta.state in (EMPTY, COMPLETE_COMMIT, COMPLETE_ABORT) and current:
+            if commit:  # there is nothing to commit
+                raise KafkaError(ErrorCode.invalid_txn_state, f"transaction of {tid!r} is {meta.state}, cannot commit")
+            meta.partitions.clear()
+            meta.groups.clear()
+            return await self._bump_and_end(meta, commit)
+        if meta.state in (COMPLETE_COMMIT, COMPLETE_ABORT) and (retry or retry_overflow) \
+                or meta.state in (PREPARE_COMMIT, PREPARE_ABORT) and retry:
+            if meta.state not in ((COMPLETE_COMMIT, PREPARE_COMMIT) if commit else (COMPLETE_ABORT, PREPARE_ABORT)):
+                raise KafkaError(ErrorCode.invalid_txn_state,
+                                 f"transaction of {tid!r} ended otherwise ({meta.state})")
+            if meta.state in (PREPARE_COMMIT, PREPARE_ABORT):
+                raise KafkaError(ErrorCode.concurrent_transactions, f"transaction {tid!r} is completing")
+            return meta  # the retry of an end that is done: answer as it was answered
+        raise KafkaError(ErrorCode.producer_fenced,
+                         f"producer epoch {epoch} of {tid!r} has been fenced by epoch {meta.producer_epoch}")
+
+    async def _bump_and_end(self, meta: TxnMetadata, commit: bool) -> TxnMetadata:
+        # The markers carry the bumped epoch; when epochs run out they carry the last one, and the transactional
+        # id continues under a new producer id.
+        next_pid = self._allocate_id() if meta.producer_epoch >= MAX_EPOCH - 1 else -1
+        meta.producer_epoch += 1
+        meta.next_producer_id = next_pid
+        meta.bumped = True
+        meta.state = PREPARE_COMMIT if commit else PREPARE_ABORT
+        await self._persist(meta)
+        await self._complete(meta)
+        return meta
 
     async def _complete(self, meta: TxnMetadata) -> None:
         """Write the markers of a prepared transaction, settle its offsets, record it complete."""
@@ -327,12 +392,17 @@ class TransactionCoordinator:
                 if inspect.isawaitable(done):
                     await done
         meta.state = COMPLETE_COMMIT if commit else COMPLETE_ABORT
+        if meta.next_producer_id >= 0:
+            self.by_producer.pop(meta.producer_id, None)
+            meta.previous_producer_id, meta.producer_id = meta.producer_id, meta.next_producer_id
+            meta.producer_epoch, meta.next_producer_id = 0, -1
         await self._persist(meta)
 
     async def _abort_fenced(self, meta: TxnMetadata) -> None:
         """Abort an open transaction with a bumped epoch, so that its producer can no longer write or commit."""
         # Same producer id: the markers must name the producer that wrote the data.
         meta.producer_epoch = min(meta.producer_epoch + 1, MAX_EPOCH)
+        meta.bumped = False  # a fence, not an EndTxn: the fenced producer's EndTxn must not pass for a retry
         meta.state = PREPARE_ABORT
         await self._persist(meta)
         await self._complete(meta)
