@@ -313,7 +313,7 @@ def test_metadata_describe_and_auto_create(secured):
         assert created.topics[0].error_code in (0, 5) and len(created.topics[0].partitions) == 1
 
 
-def test_cluster_operations_and_acl_validation(secured, tmp_path):
+def test_cluster_operations_and_acl_validation(secured):
     with closing(_raw(secured)) as c:
         cluster = c.call((60, 1), include_cluster_authorized_operations=True, endpoint_type=1)
         assert cluster.cluster_authorized_operations == 0  # ANONYMOUS may not even describe the cluster
@@ -340,18 +340,31 @@ def test_cluster_operations_and_acl_validation(secured, tmp_path):
         ]
         res = c.call((30, 3), creations=tuple(bad))
         assert [r.error_code for r in res.results] == [42, 42, 42, 42, 0]
-    # With no authorizer, the ACL calls answer SECURITY_DISABLED.
-    plain = EmbeddedBroker(data_dir=str(tmp_path / "plain"), port=0).start_in_thread()
-    try:
-        with closing(Conn(plain.bootstrap_servers)) as c:
-            res = c.call((29, 3), resource_type_filter=1, resource_name_filter=None, pattern_type_filter=1,
-                         principal_filter=None, host_filter=None, operation=1, permission_type=1)
-            assert res.error_code == 54
-            # Everything is allowed and every supported operation is reported.
-            cluster = c.call((60, 1), include_cluster_authorized_operations=True, endpoint_type=1)
-            assert cluster.cluster_authorized_operations == sum(1 << op for op in (5, 9, 10, 11, 12, 7, 8))
-    finally:
-        plain.stop_thread()
+
+
+def test_acl_calls_without_an_authorizer(bootstrap):
+    """No authorizer (the default here, and scripts/kafka-up's Kafka): ACL calls answer SECURITY_DISABLED, and
+    authorized operations list everything a resource supports."""
+    with closing(Conn(bootstrap)) as c:
+        res = c.call((29, 3), resource_type_filter=1, resource_name_filter=None, pattern_type_filter=1,
+                     principal_filter=None, host_filter=None, operation=1, permission_type=1)
+        assert res.error_code == 54
+        m = c.m((30, 3))
+        created = c.call((30, 3), creations=(m.AclCreation(resource_type=2, resource_name="t", resource_pattern_type=3,
+                                                           principal="User:x", host="*", operation=3,
+                                                           permission_type=3),))
+        assert [r.error_code for r in created.results] == [54]
+        m = c.m((31, 3))
+        deleted = c.call((31, 3), filters=(m.DeleteAclsFilter(resource_type_filter=1, resource_name_filter=None,
+                                                              pattern_type_filter=1, principal_filter=None,
+                                                              host_filter=None, operation=1, permission_type=1),))
+        assert [r.error_code for r in deleted.filter_results] == [54]
+        cluster = c.call((60, 1), include_cluster_authorized_operations=True, endpoint_type=1)
+        assert cluster.cluster_authorized_operations == sum(1 << op for op in (5, 9, 10, 11, 12, 7, 8))
+        m = c.m((3, 12))
+        meta = c.call((3, 12), topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=True)
+        for t in meta.topics:
+            assert t.topic_authorized_operations == sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
 
 
 def test_allow_everyone_if_no_acl_found(tmp_path):
