@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import ssl
 import subprocess
 import sys
 import time
 import uuid
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -23,12 +25,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from broker_embedded import EmbeddedBroker
 from certs import CertificateAuthority
+from test_java_client import java_classpath  # noqa: F401  (the fixture: kafka-clients 4.1.1 jars)
 from wire import Conn
 
 PASSWORD = "alice-secret"
 # (listener, mechanism): the three ways a client authenticates in these scenarios.
 MODES = [("SASL_PLAINTEXT", "PLAIN"), ("SASL_SSL", "SCRAM-SHA-256"), ("SASL_SSL", "SCRAM-SHA-512")]
 MODE_IDS = ["plain", "scram-256", "scram-512"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -467,3 +471,92 @@ def test_cli_refuses_bad_security_settings(tmp_path, args, message):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, out + err
     assert message in err and "Traceback" not in err
+
+
+# ---- the Java client and franz-go ----
+
+def test_java_client(secured, pki, java_classpath):
+    """kafka-clients 4.1.1: the scenarios over PLAIN and SCRAM-SHA-256/512 (with its DescribeUserScramCredentials
+    admin call), then a wrong password, which the client reports as a SaslAuthenticationException with Kafka's
+    message. One JVM runs every case."""
+    cases = []
+    for listener, mechanism in MODES:
+        ca = str(pki[0].pem.cert) if listener == "SASL_SSL" else "-"
+        cases += [secured.listener_address(listener), "t-" + uuid.uuid4().hex[:8], listener, mechanism, "alice",
+                  PASSWORD, ca, "--"]
+    cases += [secured.listener_address("SASL_SSL"), "t-x", "SASL_SSL", "SCRAM-SHA-256", "alice", "wrong",
+              str(pki[0].pem.cert), "expect-auth-failure"]
+    res = subprocess.run(["java", "-cp", java_classpath, str(ROOT / "tests" / "java" / "SecureClient.java"), *cases],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    for n in (1, 2, 3):
+        assert f"{n} consumed 101" in lines, res.stdout
+    assert "2 scram credentials 2" in lines and "3 scram credentials 2" in lines
+    assert ("4 auth failed: Authentication failed during authentication due to invalid credentials with SASL "
+            "mechanism SCRAM-SHA-256") in lines
+
+
+@pytest.fixture(scope="session")
+def franzsecure() -> Path:
+    if shutil.which("go") is None:
+        pytest.skip("go is needed for the franz-go client test")
+    source = ROOT / "tests" / "go"
+    binary = ROOT / ".tools" / "franzsecure"
+    newest = max(p.stat().st_mtime for p in (source / "secure").iterdir())
+    if not binary.exists() or binary.stat().st_mtime < newest:
+        res = subprocess.run(["go", "build", "-o", str(binary), "./secure"], cwd=source, capture_output=True,
+                             text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+    return binary
+
+
+@pytest.mark.parametrize("listener,mechanism", MODES, ids=MODE_IDS)
+def test_franz_go(secured, pki, listener, mechanism, franzsecure):
+    ca = str(pki[0].pem.cert) if listener == "SASL_SSL" else "-"
+    res = subprocess.run([str(franzsecure), secured.listener_address(listener), "t-" + uuid.uuid4().hex[:8],
+                          mechanism, "alice", PASSWORD, ca], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "consumed 101" in res.stdout.splitlines()
+    if mechanism != "PLAIN":
+        assert "scram credentials 2" in res.stdout.splitlines()
+
+
+def test_franz_go_wrong_password(secured, pki, franzsecure):
+    res = subprocess.run([str(franzsecure), secured.listener_address("SASL_SSL"), "t-x", "SCRAM-SHA-512", "alice",
+                          "wrong", str(pki[0].pem.cert), "expect-auth-failure"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SASL_AUTHENTICATION_FAILED" in res.stdout
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in res.stdout
+
+
+# ---- kcat (librdkafka 2.0 from the distribution) ----
+
+def _kcat(secured, pki, listener, mechanism, password, *args, stdin=None) -> subprocess.CompletedProcess:
+    auth = ["-X", f"security.protocol={listener}", "-X", f"sasl.mechanisms={mechanism}",
+            "-X", "sasl.username=alice", "-X", f"sasl.password={password}"]
+    if listener == "SASL_SSL":
+        auth += ["-X", f"ssl.ca.location={pki[0].pem.cert}"]
+    return subprocess.run(["kcat", "-b", secured.listener_address(listener), *auth, *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is installed by .ci/run (Debian package kcat)")
+@pytest.mark.parametrize("listener,mechanism", MODES, ids=MODE_IDS)
+def test_kcat(secured, pki, listener, mechanism):
+    """Metadata (-L), produce, and a balanced group consumer (-G) over SASL; a wrong password fails with
+    librdkafka's authentication error."""
+    topic = "t-" + uuid.uuid4().hex[:8]
+    res = _kcat(secured, pki, listener, mechanism, PASSWORD, "-P", "-t", topic, "-K", ":", "-X", "acks=all",
+                stdin="".join(f"k{i}:v{i}\n" for i in range(10)))
+    assert res.returncode == 0, res.stderr
+    res = _kcat(secured, pki, listener, mechanism, PASSWORD, "-L", "-t", topic)
+    assert res.returncode == 0 and f'topic "{topic}" with 1 partitions' in res.stdout, res.stdout + res.stderr
+    res = _kcat(secured, pki, listener, mechanism, PASSWORD, "-X", "auto.offset.reset=earliest", "-e", "-f", "%s\\n",
+                "-G", "g-" + topic, topic)
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.split()) == sorted(f"v{i}" for i in range(10))
+    res = _kcat(secured, pki, listener, mechanism, "wrong", "-L", "-m", "1")
+    assert res.returncode != 0
+    assert "Authentication failed" in res.stderr or "authentication" in res.stderr.lower(), res.stderr
