@@ -154,8 +154,11 @@ class EmbeddedBroker:
         cfg = self.config
         ctx = None
         if listener.tls:
+            # As Kafka (KIP-684), ssl.client.auth applies to SSL listeners; SASL_SSL clients prove who they are
+            # with SASL, so they are not asked for a certificate.
+            client_auth = cfg.ssl_client_auth if listener.protocol == "SSL" else "none"
             ctx = server_context(cfg.ssl_keystore_location, cfg.ssl_key_location, cfg.ssl_key_password,
-                                 cfg.ssl_truststore_location, cfg.ssl_client_auth)
+                                 cfg.ssl_truststore_location, client_auth)
         server = KafkaServer(broker, listener.host, port, listener, ctx)
         await server.start()
         listener.port = server.port

@@ -560,3 +560,86 @@ def test_kcat(secured, pki, listener, mechanism):
     res = _kcat(secured, pki, listener, mechanism, "wrong", "-L", "-m", "1")
     assert res.returncode != 0
     assert "Authentication failed" in res.stderr or "authentication" in res.stderr.lower(), res.stderr
+
+
+# ---- SCRAM credential APIs and SASL v0 framing, raw ----
+
+def test_alter_user_scram_credentials_validation(secured):
+    """Kafka's checks: iterations within 4096..16384, one alteration per user per request, deleting a credential
+    that does not exist, an unknown mechanism, an empty name; what passes is applied."""
+    from kio.schema.errors import ErrorCode
+
+    from broker_embedded.security.scram import salted_password
+
+    def upsert(m, name, mech=1, iterations=4096):
+        return m.ScramCredentialUpsertion(name=name, mechanism=mech, iterations=iterations, salt=b"salt",
+                                          salted_password=salted_password("SCRAM-SHA-256", "pw", b"salt", 4096))
+
+    with closing(Conn(secured.listener_address("PLAINTEXT"))) as c:
+        m = c.m((51, 0))
+        r = c.call((51, 0), deletions=(m.ScramCredentialDeletion(name="ghost", mechanism=1),
+                                       m.ScramCredentialDeletion(name="alice", mechanism=1)),
+                   upsertions=(upsert(m, "few", iterations=4095), upsert(m, "many", iterations=16385),
+                               upsert(m, "alice", mech=2), upsert(m, "weird", mech=3), upsert(m, ""),
+                               upsert(m, "bob")))
+        results = {x.user: (x.error_code, x.error_message) for x in r.results}
+        assert results == {
+            "ghost": (ErrorCode.resource_not_found, "Attempt to delete a user credential that does not exist"),
+            "alice": (ErrorCode.duplicate_resource, "A user credential cannot be altered twice in the same request"),
+            "few": (ErrorCode.unacceptable_credential, "Too few iterations"),
+            "many": (ErrorCode.unacceptable_credential, "Too many iterations"),
+            "weird": (ErrorCode.unsupported_sasl_mechanism, "Unknown SCRAM mechanism"),
+            "": (ErrorCode.unacceptable_credential, "Username must not be empty"),
+            "bob": (ErrorCode.none, None),
+        }
+        d = c.call((50, 0), users=None)
+        assert {x.user: [(i.mechanism, i.iterations) for i in x.credential_infos] for x in d.results} == {
+            "alice": [(1, 4096), (2, 4096)], "bob": [(1, 4096)]}
+        dm = c.m((50, 0))
+        d = c.call((50, 0), users=(dm.UserName(name="nobody"), dm.UserName(name="bob"), dm.UserName(name="bob")))
+        assert {x.user: x.error_code for x in d.results} == {"nobody": ErrorCode.resource_not_found,
+                                                              "bob": ErrorCode.duplicate_resource}
+        r = c.call((51, 0), deletions=(m.ScramCredentialDeletion(name="bob", mechanism=1),), upsertions=())
+        assert [(x.user, x.error_code) for x in r.results] == [("bob", ErrorCode.none)]
+        assert [x.user for x in c.call((50, 0), users=None).results] == ["alice"]
+
+
+def test_sasl_handshake_v0_raw_tokens(secured):
+    """SaslHandshake v0 (clients before KIP-152): the exchange goes on in bare size-prefixed tokens."""
+    import socket
+    import struct
+
+    with closing(Conn(secured.listener_address("SASL_PLAINTEXT"))) as c:
+        assert c.call((17, 0), mechanism="PLAIN").error_code == 0
+        token = b"\0alice\0" + PASSWORD.encode()
+        c.sock.sendall(struct.pack(">i", len(token)) + token)
+        assert c._recv(4) == b"\0\0\0\0"  # PLAIN's empty answer
+        r = c.call((3, 12), topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+        assert len(r.brokers) == 1
+    with closing(Conn(secured.listener_address("SASL_PLAINTEXT"))) as c:
+        assert c.call((17, 0), mechanism="PLAIN").error_code == 0
+        token = b"\0alice\0wrong"
+        c.sock.sendall(struct.pack(">i", len(token)) + token)
+        with pytest.raises((ConnectionError, socket.timeout, OSError)):
+            c._recv(4)  # no answer: v0 has no way to carry the error; the connection closes
+
+
+async def test_client_certificate_required_on_ssl_only(pki, tmp_path):
+    """ssl.client.auth=required: an SSL client without a certificate cannot connect; SASL_SSL clients are not
+    asked for one (Kafka applies ssl.client.auth to SASL_SSL listeners only when set for that listener)."""
+    settings = {**_settings(pki, tmp_path / "b"), "ssl_client_auth": "required"}
+    async with EmbeddedBroker(**settings) as broker:
+        host, port = broker.listener_address("SSL").rsplit(":", 1)
+        with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+            reader, writer = await asyncio.open_connection(host, int(port), ssl=_ssl_context(pki))
+            writer.write(bytes.fromhex("0000000f00120000000000010005") + b"probe")
+            await writer.drain()
+            await reader.readexactly(4)
+        writer = await _connect_tls(broker.listener_address("SSL"), _ssl_context(pki, client_cert=True))
+        writer.close()
+        producer = AIOKafkaProducer(bootstrap_servers=broker.listener_address("SASL_SSL"), security_protocol="SASL_SSL",
+                                    ssl_context=_ssl_context(pki), sasl_mechanism="SCRAM-SHA-256",
+                                    sasl_plain_username="alice", sasl_plain_password=PASSWORD)
+        await producer.start()
+        await producer.send_and_wait("t", b"x")
+        await producer.stop()
