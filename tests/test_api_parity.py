@@ -145,3 +145,15 @@ def test_api_versions_v3_leaves_out_features_with_minimum_0(bootstrap):
     names = {f.name for f in r.supported_features}
     assert "metadata.version" in names
     assert not {"transaction.version", "group.version", "kraft.version"} & names
+
+
+def test_kafka_python_takes_this_broker_for_kafka_4_1(bootstrap):
+    """kafka-python infers the broker's version from ApiVersions (the newest API versions it serves); it took this
+    broker for Kafka 3.8 before Produce v13, ListOffsets v10 and Fetch v17+ were served."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        assert admin._client.check_version() == (4, 1)
+    finally:
+        admin.close()

@@ -302,3 +302,25 @@ def test_what_a_default_node_lists_but_refuses(bootstrap):
     r = conn.call((64, 0), broker_id=i32(_node_id(conn) + 99))
     assert r.error_code == ErrorCode.broker_id_not_registered
     conn.close()
+
+
+def test_produce_v13_by_topic_id(bootstrap, topic_name):
+    from broker_embedded.log.records import build_batch
+
+    conn = Conn(bootstrap)
+    topic_id = _create(conn, topic_name, 1)
+    m = conn.m((0, 13))
+
+    def produce(tid):
+        r = conn.call((0, 13), transactional_id=None, acks=i16(-1), timeout=5000 * MS, topic_data=(
+            m.TopicProduceData(topic_id=tid, partition_data=(m.PartitionProduceData(
+                index=i32(0), records=build_batch([(b"k", b"by-id", [], None)])),)),))
+        (t,) = r.responses
+        return t.topic_id, t.partition_responses[0].error_code, t.partition_responses[0].base_offset
+
+    assert produce(topic_id) == (topic_id, ErrorCode.none, 0)
+    missing = uuid.uuid4()
+    assert produce(missing)[:2] == (missing, ErrorCode.unknown_topic_id)
+    p = _fetch_by_id(conn, topic_id).responses[0].partitions[0]
+    assert p.high_watermark == 1 and b"by-id" in bytes(p.records)
+    conn.close()

@@ -49,3 +49,28 @@ def test_java_transactions(bootstrap, topic_name, java_classpath):
     assert "zombie fenced" in lines
     # Transactions 1 and 3 (10 records each) and the successor's one record; nothing of the aborted one or the zombie.
     assert "read_committed 21 committed 0 other" in lines, res.stdout
+
+
+def test_java_admin_cluster_calls(bootstrap, topic_name, java_classpath):
+    """The Java Admin client's cluster calls answer as on a one-node Kafka 4.1 (each line was checked there):
+    paged DescribeTopicPartitions, log dirs, elections, reassignments, the metadata quorum, features, config
+    resources, delegation tokens refused."""
+    res = subprocess.run(
+        ["java", "-cp", java_classpath, str(ROOT / "tests" / "java" / "AdminCalls.java"), bootstrap, topic_name],
+        capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [line for line in res.stdout.splitlines() if not line.startswith("SLF4J")] == [
+        "describeTopics partitions 3 leader true",
+        "describeLogDirs sizes true true lag 0",
+        "alterReplicaLogDirs other LogDirNotFoundException",
+        "electLeaders PREFERRED ElectionNotNeededException",
+        "electLeaders UNCLEAN ElectionNotNeededException",
+        "reassign to another broker InvalidReplicaAssignmentException",
+        "listPartitionReassignments 0",
+        "describeMetadataQuorum leader true voters 1",
+        "describeFeatures metadata.version 27",
+        "updateFeatures same level ok",
+        "listConfigResources topic true broker true",
+        "listOffsets latest 50",
+        "describeDelegationToken UnsupportedByAuthenticationException",
+    ], res.stdout + res.stderr
