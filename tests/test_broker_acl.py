@@ -7,6 +7,7 @@ survive a restart. Raw-protocol checks run as User:ANONYMOUS on a PLAINTEXT list
 
 from __future__ import annotations
 
+import datetime
 import time
 import uuid
 from contextlib import closing
@@ -378,3 +379,28 @@ def test_allow_everyone_if_no_acl_found(tmp_path):
             assert res.topics[0].error_code in (0, 5)  # no ACL mentions it: allowed (and auto-created)
     finally:
         broker.stop_thread()
+
+
+def test_admin_apis_check_their_permissions(secured):
+    """As User:ANONYMOUS with no ACLs: cluster-level admin calls answer CLUSTER_AUTHORIZATION_FAILED, topic-level
+    ones TOPIC_AUTHORIZATION_FAILED, and SCRAM credentials can be neither read nor changed."""
+    topic = "adm-" + uuid.uuid4().hex[:6]
+    _create_topic(secured, topic)
+    with closing(_raw(secured)) as c:
+        assert c.call((35, 4), topics=None).error_code == 31  # DescribeLogDirs
+        assert c.call((46, 0), timeout=datetime.timedelta(seconds=5), topics=None).error_code == 31
+        assert c.call((50, 0), users=None).error_code == 31  # DescribeUserScramCredentials
+        m = c.m((51, 0))
+        altered = c.call((51, 0), deletions=(m.ScramCredentialDeletion(name="alice", mechanism=1),), upsertions=())
+        assert [(x.user, x.error_code) for x in altered.results] == [("alice", 31)]
+        m = c.m((23, 4))
+        epochs = c.call((23, 4), replica_id=-1, topics=(m.OffsetForLeaderTopic(topic=topic, partitions=(
+            m.OffsetForLeaderPartition(partition=0, current_leader_epoch=-1, leader_epoch=0),)),))
+        assert epochs.topics[0].partitions[0].error_code == 29
+        m = c.m((75, 0))
+        described = c.call((75, 0), topics=(m.TopicRequest(name=topic),), response_partition_limit=10, cursor=None)
+        assert [(t.name, t.error_code) for t in described.topics] == [(topic, 29)]
+        everything = c.call((75, 0), topics=(), response_partition_limit=10, cursor=None)
+        assert topic not in [t.name for t in everything.topics]
+    # alice still authenticates: her credential was not deleted.
+    assert 1 in _admin(secured, "alice").list_topics(timeout=10).brokers

@@ -12,6 +12,7 @@ from kio.schema.errors import ErrorCode
 
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import ALTER, DESCRIBE, DESCRIBE_CONFIGS, cluster_allowed
 from .metadata import broker_endpoint
 
 METADATA_TOPIC = "__cluster_metadata"
@@ -24,6 +25,9 @@ TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP = 2, 4, 8, 16, 32
 @handles(55, 0, 2)
 def describe_quorum(ctx: RequestContext, req):
     r = ctx.reply
+    if not cluster_allowed(ctx, DESCRIBE):
+        return r("DescribeQuorumResponse", error_code=ErrorCode.cluster_authorization_failed,
+                 error_message="Cluster authorization failed.", topics=(), nodes=())
     node_id, host, port = broker_endpoint(ctx)
     now = int(time.time() * 1000)
     known = False
@@ -55,19 +59,27 @@ def unregister_broker(ctx: RequestContext, req):
     """Only this node is registered. Kafka would drop its registration and the live broker would register again
     at its next heartbeat; here that round trip is a no-op."""
     code, message = ErrorCode.none, None
-    if req.broker_id != ctx.broker.config.node_id:
+    if not cluster_allowed(ctx, ALTER):
+        code, message = ErrorCode.cluster_authorization_failed, "Cluster authorization failed."
+    elif req.broker_id != ctx.broker.config.node_id:
         code, message = ErrorCode.broker_id_not_registered, f"Broker ID {req.broker_id} is not currently registered"
     return ctx.reply("UnregisterBrokerResponse", throttle_time=ZERO_MS, error_code=code, error_message=message)
 
 
 @handles(80, 0, 0)
 def add_raft_voter(ctx: RequestContext, req):
+    if not cluster_allowed(ctx, ALTER):
+        return ctx.reply("AddRaftVoterResponse", throttle_time=ZERO_MS,
+                         error_code=ErrorCode.cluster_authorization_failed, error_message=None)
     return ctx.reply("AddRaftVoterResponse", throttle_time=ZERO_MS, error_code=ErrorCode.unsupported_version,
                      error_message="Cluster doesn't support adding voter because the kraft.version feature is 0")
 
 
 @handles(81, 0, 0)
 def remove_raft_voter(ctx: RequestContext, req):
+    if not cluster_allowed(ctx, ALTER):
+        return ctx.reply("RemoveRaftVoterResponse", throttle_time=ZERO_MS,
+                         error_code=ErrorCode.cluster_authorization_failed, error_message=None)
     return ctx.reply("RemoveRaftVoterResponse", throttle_time=ZERO_MS, error_code=ErrorCode.unsupported_version,
                      error_message="Cluster doesn't support removing voter because the kraft.version feature is 0")
 
@@ -78,6 +90,9 @@ def list_config_resources(ctx: RequestContext, req):
     broker; groups and client metrics only appear once they have configs, which they cannot have here."""
     r = ctx.reply
     types = set(getattr(req, "resource_types", ()) or ())
+    if not cluster_allowed(ctx, DESCRIBE_CONFIGS):
+        return r("ListConfigResourcesResponse", throttle_time=ZERO_MS,
+                 error_code=ErrorCode.cluster_authorization_failed, config_resources=())
     if ctx.version == 0:
         return r("ListConfigResourcesResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, config_resources=())
     if types - {TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP}:

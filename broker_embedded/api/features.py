@@ -14,6 +14,7 @@ from kio.schema.errors import ErrorCode
 
 from ..protocol import ZERO_MS
 from . import HANDLERS, RequestContext, handles
+from .access import ALTER, cluster_allowed
 
 # The epoch of the finalized features: Kafka uses the metadata log offset that set them; here they never change.
 FINALIZED_EPOCH = 1
@@ -86,6 +87,12 @@ def update_features(ctx: RequestContext, req):
     r = ctx.reply
     by_name = {f.name: f for f in features()}
     node_id = ctx.broker.config.node_id
+    if not cluster_allowed(ctx, ALTER):
+        message = "Cluster authorization failed."
+        return r("UpdateFeaturesResponse", throttle_time=ZERO_MS, error_code=ErrorCode.cluster_authorization_failed,
+                 error_message=message, results=tuple(
+                     r("UpdatableFeatureResult", feature=u.feature, error_code=ErrorCode.cluster_authorization_failed,
+                       error_message=message) for u in req.feature_updates))
     errors = {u.feature: _check(u, by_name, node_id) for u in req.feature_updates}
     if req.validate_only if hasattr(req, "validate_only") else False:
         # Kafka validates a dry run against its range only: a change it could make is fine.

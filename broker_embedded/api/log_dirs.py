@@ -9,6 +9,7 @@ from kio.schema.errors import ErrorCode
 
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import ALTER, DESCRIBE, cluster_allowed
 
 
 def log_dir(ctx: RequestContext) -> str:
@@ -19,6 +20,9 @@ def log_dir(ctx: RequestContext) -> str:
 @handles(35, 1, 4)
 def describe_log_dirs(ctx: RequestContext, req):
     r = ctx.reply
+    if not cluster_allowed(ctx, DESCRIBE):  # Kafka answers no directories, and from v3 says why
+        return r("DescribeLogDirsResponse", throttle_time=ZERO_MS, error_code=ErrorCode.cluster_authorization_failed,
+                 results=())
     registry = ctx.broker.topics
     if req.topics is None:
         wanted = [(t, range(t.partitions)) for t in registry.topics.values()]
@@ -53,13 +57,16 @@ def alter_replica_log_dirs(ctx: RequestContext, req):
     node's log directories (LOG_DIR_NOT_FOUND)."""
     r = ctx.reply
     ours = log_dir(ctx)
+    may_alter = cluster_allowed(ctx, ALTER)
     results: dict[str, list] = {}
     for d in req.dirs:
         here = os.path.abspath(d.path) == ours
         for t in d.topics:
             topic = ctx.broker.topics.get(t.name)
             for p in t.partitions:
-                if topic is None or not 0 <= p < topic.partitions:
+                if not may_alter:
+                    code = ErrorCode.cluster_authorization_failed
+                elif topic is None or not 0 <= p < topic.partitions:
                     code = ErrorCode.unknown_topic_or_partition
                 else:
                     code = ErrorCode.none if here else ErrorCode.log_dir_not_found

@@ -12,6 +12,7 @@ from kio.schema.errors import ErrorCode
 
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import ALTER, DESCRIBE, TOPIC, allowed, cluster_allowed
 
 PREFERRED, UNCLEAN = 0, 1
 LEADER_EPOCH = 0
@@ -36,6 +37,13 @@ def elect_leaders(ctx: RequestContext, req):
     election = getattr(req, "election_type", PREFERRED)
     top = ErrorCode.none
     results = []
+    if not cluster_allowed(ctx, ALTER):  # every partition named gets the cluster error too, as in Kafka
+        results = [r("ReplicaElectionResult", topic=tp.topic, partition_result=tuple(
+            r("PartitionResult", partition_id=p, error_code=ErrorCode.cluster_authorization_failed,
+              error_message="Cluster authorization failed.") for p in tp.partitions))
+            for tp in req.topic_partitions or ()]
+        return r("ElectLeadersResponse", throttle_time=ZERO_MS, error_code=ErrorCode.cluster_authorization_failed,
+                 replica_election_results=tuple(results))
     if req.topic_partitions is None:
         # Electing everywhere reports only failures; with one replica there are none.
         results = [r("ReplicaElectionResult", topic=name, partition_result=()) for name in ctx.broker.topics.topics]
@@ -75,6 +83,11 @@ def _reassignment_error(replicas, node_id: int) -> tuple[ErrorCode, str | None]:
 def alter_partition_reassignments(ctx: RequestContext, req):
     r = ctx.reply
     node_id = ctx.broker.config.node_id
+    if not cluster_allowed(ctx, ALTER):
+        return r("AlterPartitionReassignmentsResponse", throttle_time=ZERO_MS,
+                 allow_replication_factor_change=getattr(req, "allow_replication_factor_change", True),
+                 error_code=ErrorCode.cluster_authorization_failed, error_message="Cluster authorization failed.",
+                 responses=())
     responses = []
     for t in req.topics:
         topic = ctx.broker.topics.get(t.name)
@@ -96,6 +109,10 @@ def alter_partition_reassignments(ctx: RequestContext, req):
 
 @handles(46, 0, 0)
 def list_partition_reassignments(ctx: RequestContext, req):
+    if not cluster_allowed(ctx, DESCRIBE):
+        return ctx.reply("ListPartitionReassignmentsResponse", throttle_time=ZERO_MS,
+                         error_code=ErrorCode.cluster_authorization_failed,
+                         error_message="Cluster authorization failed.", topics=())
     return ctx.reply("ListPartitionReassignmentsResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none,
                      error_message=None, topics=())
 
@@ -108,10 +125,13 @@ def offset_for_leader_epoch(ctx: RequestContext, req):
     topics = []
     for t in req.topics:
         parts = []
+        describable = allowed(ctx, DESCRIBE, TOPIC, t.topic)
         for p in t.partitions:
-            plog = ctx.broker.partition(t.topic, p.partition)
+            plog = ctx.broker.partition(t.topic, p.partition) if describable else None
             code, epoch, end = ErrorCode.none, -1, -1
-            if plog is None:
+            if not describable:
+                code = ErrorCode.topic_authorization_failed
+            elif plog is None:
                 code = ErrorCode.unknown_topic_or_partition
             elif p.current_leader_epoch > LEADER_EPOCH:
                 code = ErrorCode.unknown_leader_epoch

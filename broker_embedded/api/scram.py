@@ -7,6 +7,7 @@ from kio.schema.errors import ErrorCode
 from ..protocol import ZERO_MS
 from ..security.scram import BY_TYPE, MAX_ITERATIONS, MIN_ITERATIONS, credential_from_salted
 from . import RequestContext, handles
+from .access import ALTER, DESCRIBE, cluster_allowed
 
 _DUPLICATE = "A user credential cannot be altered twice in the same request"
 
@@ -15,6 +16,10 @@ _DUPLICATE = "A user credential cannot be altered twice in the same request"
 def describe_user_scram_credentials(ctx: RequestContext, req):
     r = ctx.reply
     store = ctx.broker.scram
+    if not cluster_allowed(ctx, DESCRIBE):
+        return r("DescribeUserScramCredentialsResponse", throttle_time=ZERO_MS,
+                 error_code=ErrorCode.cluster_authorization_failed, error_message="Cluster authorization failed.",
+                 results=())
     if not req.users:
         wanted = {user: False for user in sorted(store.credentials)}
     else:
@@ -57,6 +62,9 @@ def alter_user_scram_credentials(ctx: RequestContext, req):
     deletions: dict[str, object] = {}
     upsertions: dict[str, object] = {}
     errors: dict[str, tuple[ErrorCode, str]] = {}
+    if not cluster_allowed(ctx, ALTER):  # every user named gets the cluster error
+        for u in (*req.deletions, *req.upsertions):
+            errors[u.name] = (ErrorCode.cluster_authorization_failed, "Cluster authorization failed.")
     # Kafka's rule: one alteration per user per request (whatever the mechanism); a second one fails them all.
     for d in req.deletions:
         if d.name in errors:

@@ -13,6 +13,7 @@ from kio.schema.errors import ErrorCode
 from ..metadata import TopicError, check_topic_name
 from ..protocol import ZERO_MS
 from . import RequestContext, handles
+from .access import DESCRIBE, TOPIC, allowed, authorized_operations
 from .errors import error_code
 
 MAX_PARTITION_LIMIT = 2000  # Kafka's max.request.partition.size.limit
@@ -26,7 +27,8 @@ def describe_topic_partitions(ctx: RequestContext, req):
     r = ctx.reply
     registry = ctx.broker.topics
     node_id = ctx.broker.config.node_id
-    names = sorted({t.name for t in req.topics}) if req.topics else sorted(registry.topics)
+    names = sorted({t.name for t in req.topics}) if req.topics else sorted(
+        name for name in registry.topics if allowed(ctx, DESCRIBE, TOPIC, name))  # all: only what it may describe
     cursor = req.cursor
     if cursor is not None and ((req.topics and cursor.topic_name not in names) or cursor.partition_index < 0):
         return r("DescribeTopicPartitionsResponse", throttle_time=ZERO_MS, next_cursor=None,
@@ -40,6 +42,9 @@ def describe_topic_partitions(ctx: RequestContext, req):
         if remaining == 0:
             next_cursor = r("Cursor", topic_name=name, partition_index=start)
             break
+        if not allowed(ctx, DESCRIBE, TOPIC, name):
+            topics.append(_topic(r, name, ErrorCode.topic_authorization_failed))
+            continue
         try:
             check_topic_name(name)
             topic = registry.get(name)
@@ -59,7 +64,7 @@ def describe_topic_partitions(ctx: RequestContext, req):
         remaining -= len(partitions)
         topics.append(r("DescribeTopicPartitionsResponseTopic", error_code=ErrorCode.none, name=name,
                         topic_id=topic.topic_id, is_internal=topic.internal, partitions=partitions,
-                        topic_authorized_operations=ALL_TOPIC_OPERATIONS))
+                        topic_authorized_operations=authorized_operations(ctx, TOPIC, name)))
         if end < topic.partitions:
             next_cursor = r("Cursor", topic_name=name, partition_index=end)
             break
