@@ -26,6 +26,12 @@ _NO_TIME = -1
 _MAX = (1 << 63) - 1
 
 
+def _long(n: int) -> int:
+    """`n` wrapped to a signed 64-bit integer: Kafka Streams' "nothing parked" marker is Long.MAX_VALUE, and its
+    emission check overflows on it (so that check lets the scan run); the same arithmetic gives the same output."""
+    return ((n + (1 << 63)) & ((1 << 64) - 1)) - (1 << 63)
+
+
 def _forward(ctx: Any, down: Process, key: Any, value: Any, ts: int, old: Any = None) -> None:
     saved, saved_old = ctx.timestamp, ctx.old
     ctx.timestamp, ctx.old = ts, old
@@ -129,29 +135,37 @@ def build_stream_stream_join(node: Node, ctx: Any, down: Process) -> Process:
 
     def emit_non_joined(task: Any, st: int) -> None:
         times = task.times
-        if times.get(min_name, _MAX) + after + grace >= st:
+        if _long(times.get(min_name, _MAX) + after + grace) >= st:
             return
         store = task.stores[outer_name]
         times[min_name] = _MAX
         left_open = right_open = False
         done = []
+        # Kafka Streams iterates the parked records one value at a time (a key holds a list), noting each one's
+        # time before it checks whether both sides' windows are still open: the time left behind gates the next
+        # scan, so it is reproduced exactly.
         for skey, data in store.range(None, None):
             t = decode_time(skey, 0)
-            times[min_name] = t
-            if left_open and right_open:
-                break
             is_left = skey[8:9] == b"\x01"
-            if t + (windows.after_ms if is_left else windows.before_ms) + grace >= st:
-                if is_left:
-                    left_open = True
-                else:
-                    right_open = True
-                continue
-            k = kd(skey[9:])
+            is_open = t + (windows.after_ms if is_left else windows.before_ms) + grace >= st
+            stop = False
             for item in _items(data):
+                times[min_name] = t
+                if left_open and right_open:
+                    stop = True
+                    break
+                if is_open:
+                    if is_left:
+                        left_open = True
+                    else:
+                        right_open = True
+                    continue
                 value = joiner(left_vd(item), None) if is_left else joiner(None, right_vd(item))
-                _forward(ctx, down, k, value, t)
-            done.append(skey)
+                _forward(ctx, down, kd(skey[9:]), value, t)
+            if stop:
+                break
+            if not is_open:
+                done.append(skey)
         for skey in done:
             store.delete(skey)
 

@@ -70,6 +70,10 @@ class VersionedTable:
     def as_of(self, store: Any, key: bytes, timestamp: int, observed: int) -> tuple[bytes, int] | None:
         """(value, valid-from) of the version valid at `timestamp`, None if deleted, absent or too old."""
         if timestamp < observed - self.history_ms:
+            # Past the history kept: only the key's latest value can still answer (it never expires).
+            latest = self.latest(store, key)
+            if latest is not None and latest[0] is not None and latest[1] <= timestamp:
+                return latest
             return None
         versions = self._versions(store, key, timestamp)
         if not versions:
