@@ -52,7 +52,31 @@ def _positive_float(value: str) -> float | None:
     return parsed if parsed > 0 else None
 
 
+def _text(value: str) -> str:
+    return value
+
+
+def _authorizer(value: str) -> bool | None:
+    """authorizer.class.name: Kafka's ACL authorizer (either class name) turns ours on, empty turns it off."""
+    known = ("org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer")
+    return True if value in known else False if value == "" else None
+
+
+# Broker settings whose BrokerConfig field is not the name with dots as underscores.
+_FIELD_NAMES = {"authorizer.class.name": "authorizer"}
+
 _BROKER_SETTINGS = {
+    "authorizer.class.name": _authorizer,
+    "super.users": _text,
+    "allow.everyone.if.no.acl.found": _boolean,
+    "quota.window.num": _non_negative_int,
+    "quota.window.size.seconds": _non_negative_int,
+    "quota.producer.default": _positive_float,
+    "quota.consumer.default": _positive_float,
+    "max.connections": _non_negative_int,
+    "max.connections.per.ip": _non_negative_int,
+    "max.connections.per.ip.overrides": _text,
+    "connections.max.idle.ms": _non_negative_int,
     "log.retention.check.interval.ms": _non_negative_int,
     "log.cleaner.backoff.ms": _non_negative_int,
     "log.cleaner.enable": _boolean,
@@ -116,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             if parsed is None:
                 print(f"broker-embedded: error: invalid value {value!r} for {name}", file=sys.stderr)
                 return 2
-            settings[name.replace(".", "_")] = parsed
+            settings[_FIELD_NAMES.get(name, name.replace(".", "_"))] = parsed
             continue
         defaults[name] = value
     try:

@@ -8,6 +8,9 @@ survive a restart. Raw-protocol checks run as User:ANONYMOUS on a PLAINTEXT list
 from __future__ import annotations
 
 import datetime
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import closing
@@ -404,3 +407,31 @@ def test_admin_apis_check_their_permissions(secured):
         assert topic not in [t.name for t in everything.topics]
     # alice still authenticates: her credential was not deleted.
     assert 1 in _admin(secured, "alice").list_topics(timeout=10).brokers
+
+
+def test_server_command_settings(broker_process):
+    """Kafka's broker config names on the command line: the authorizer, super users, connection limits."""
+    broker = broker_process("--config", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                            "--config", "super.users=User:ANONYMOUS", "--config", "max.connections.per.ip=2").start()
+    time.sleep(0.3)  # the readiness probe's connection is gone
+    try:
+        with closing(Conn(broker.bootstrap_servers)) as c, closing(Conn(broker.bootstrap_servers)) as c2:
+            res = c.call((29, 3), resource_type_filter=1, resource_name_filter=None, pattern_type_filter=1,
+                         principal_filter=None, host_filter=None, operation=1, permission_type=1)
+            assert res.error_code == 0  # an authorizer, and ANONYMOUS is a super user
+            assert c2.call((18, 0)).error_code == 0
+            host, port = broker.bootstrap_servers.rsplit(":", 1)
+            with closing(socket.create_connection((host, int(port)))) as third:
+                third.settimeout(5)
+                assert third.recv(1) == b""  # a third connection from this address is closed
+    finally:
+        assert broker.stop() == 0
+
+
+@pytest.mark.parametrize("setting", ["authorizer.class.name=com.example.MyAuthorizer", "super.users=alice",
+                                     "max.connections.per.ip.overrides=nohost", "quota.window.num=0"])
+def test_server_command_refuses_bad_security_settings(tmp_path, setting):
+    res = subprocess.run([sys.executable, "-m", "broker_embedded", "--data-dir", str(tmp_path), "--port", "0",
+                          "--config", setting], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert setting.split("=")[0].split(".")[0].replace(".", "_") in res.stderr.replace(".", "_"), res.stderr
