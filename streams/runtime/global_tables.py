@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from ..errors import ProcessingError, TopologyError
 from ..state import Checkpoint, KeyValueStore, MemoryBackend, RocksBackend
 from ..topology.graph import Node
@@ -152,7 +154,6 @@ class GlobalStores:
         restores did. Returns once the tables are whole: call it before any task processes a record."""
         if not self.tables:
             return []
-        from aiokafka import AIOKafkaConsumer, TopicPartition
         self.open()
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                     isolation_level=isolation_level, auto_offset_reset="earliest",
