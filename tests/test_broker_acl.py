@@ -315,6 +315,15 @@ def test_metadata_describe_and_auto_create(secured):
         created = c.call((3, 12), topics=(m.MetadataRequestTopic(name="auto-x", topic_id=None),),
                          allow_auto_topic_creation=True, include_topic_authorized_operations=False)
         assert created.topics[0].error_code in (0, 5) and len(created.topics[0].partitions) == 1
+        # CreateTopics: CREATE on the topic suffices; its configs are shown only with DESCRIBE_CONFIGS.
+        m = c.m((19, 7))
+        res = c.call((19, 7), topics=(m.CreatableTopic(name="auto-made", num_partitions=2, replication_factor=1,
+                                                       assignments=(), configs=()),
+                                      m.CreatableTopic(name="other-made", num_partitions=1, replication_factor=1,
+                                                       assignments=(), configs=())),
+                     timeout=datetime.timedelta(seconds=10), validate_only=False)
+        assert [(t.name, t.error_code, t.topic_config_error_code, len(t.configs)) for t in res.topics] == [
+            ("auto-made", 0, 29, 0), ("other-made", 29, 0, 0)]
 
 
 def test_cluster_operations_and_acl_validation(secured):

@@ -24,6 +24,7 @@ def create_topics(ctx: RequestContext, req):
     may_create_any = cluster_allowed(ctx, CREATE)  # else CREATE on each topic
     for t in req.topics:
         code, message, topic_id, partitions, rf, configs = ErrorCode.none, None, NO_TOPIC_ID, -1, -1, ()
+        config_code = ErrorCode.none
         try:
             if not may_create_any and not allowed(ctx, CREATE, TOPIC, t.name):
                 raise KafkaError(ErrorCode.topic_authorization_failed, "Authorization failed.")
@@ -48,9 +49,10 @@ def create_topics(ctx: RequestContext, req):
                 topic = broker.topics.create(t.name, partitions, overrides)
                 topic_id, checked = topic.topic_id, topic.configs
             # CreateTopics v0-4 responses carry no configs (and kio has no entity for them there); v5+ shows them
-            # only to a principal that may describe the topic's configs.
-            configs = () if not r.has("CreatableTopicResult", "configs") or not allowed(
-                ctx, DESCRIBE_CONFIGS, TOPIC, t.name) else tuple(
+            # only to a principal that may describe the topic's configs, and tells the others why.
+            if not allowed(ctx, DESCRIBE_CONFIGS, TOPIC, t.name):
+                config_code = ErrorCode.topic_authorization_failed
+            configs = () if not r.has("CreatableTopicResult", "configs") or config_code else tuple(
                 r("CreatableTopicConfigs", name=name, value=checked.get(name, d.default), read_only=False,
                   config_source=1 if name in checked else 5, is_sensitive=False)
                 for name, d in TOPIC_CONFIGS.items()
@@ -59,7 +61,7 @@ def create_topics(ctx: RequestContext, req):
             code, message = error_code(exc), str(exc)
             partitions, rf, configs = -1, -1, ()
         results.append(r("CreatableTopicResult", name=t.name, topic_id=topic_id, error_code=code,
-                         error_message=message, topic_config_error_code=ErrorCode.none, num_partitions=partitions,
+                         error_message=message, topic_config_error_code=config_code, num_partitions=partitions,
                          replication_factor=rf, configs=configs))
     return r("CreateTopicsResponse", throttle_time=ZERO_MS, topics=tuple(results))
 
