@@ -95,13 +95,15 @@ class ConnectionActivity:
     """One connection's throttling and idleness: when it may be read again, when it last did anything, and how
     many requests are being served."""
 
-    __slots__ = ("muted_until", "last_active", "in_flight", "_loop")
+    __slots__ = ("muted_until", "last_active", "in_flight", "_loop", "_idle", "_watchdog")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.muted_until = 0.0
         self.last_active = self._loop.time()
         self.in_flight = 0
+        self._idle = False
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def touch(self) -> None:
         self.last_active = self._loop.time()
@@ -123,17 +125,28 @@ class ConnectionActivity:
             await asyncio.sleep(delay)
 
     async def read(self, reader: asyncio.StreamReader, n: int, idle_ms: int) -> bytes | None:
-        """`n` bytes, or None once the connection has been idle (nothing in flight) for `idle_ms`."""
-        while True:
-            remaining = self.last_active + idle_ms / 1000 - self._loop.time()
-            if remaining <= 0:
-                if self.in_flight == 0:
-                    return None
-                self.touch()
-                continue
-            try:
-                data = await asyncio.wait_for(reader.readexactly(n), remaining)
-            except asyncio.TimeoutError:
-                continue
-            self.touch()
-            return data
+        """`n` bytes, or None once the connection has been idle (nothing in flight) for `idle_ms`.
+
+        One timer per connection watches for idleness (a timeout around every read would cost more than the
+        read itself); when it fires on an idle connection it ends the reader's stream."""
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(idle_ms / 1000, self._check_idle, reader, idle_ms / 1000)
+        try:
+            data = await reader.readexactly(n)
+        except asyncio.IncompleteReadError:
+            if self._idle:
+                return None
+            raise
+        self.touch()
+        return data
+
+    def _check_idle(self, reader: asyncio.StreamReader, idle: float) -> None:
+        if reader.at_eof():  # the connection is gone
+            return
+        now = self._loop.time()
+        if self.in_flight == 0 and now - self.last_active >= idle:
+            self._idle = True
+            reader.feed_eof()
+            return
+        due = now + idle if self.in_flight else self.last_active + idle
+        self._watchdog = self._loop.call_later(max(due - now, 0.001), self._check_idle, reader, idle)
