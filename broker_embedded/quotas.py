@@ -250,6 +250,8 @@ class ClientQuotaManager:
         self._clock = clock or (lambda: time.monotonic() * 1000.0)
 
     def quota(self, user: str, client_id: str) -> tuple[float, tuple[str, str]] | None:
+        if not self.store.entities and self.static_default is None:  # no quotas at all: the common case
+            return None
         found = self.store.lookup(self.key, user, client_id)
         if found is None and self.static_default is not None:
             return self.static_default, ("", client_id)
