@@ -23,7 +23,7 @@ TRANSACTIONAL = 0x10
 class Txn:
     """One transactional id driven by raw requests of the second generation."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int = 1) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int = 1, timeout_ms: int = 60_000) -> None:
         self.conn = Conn(bootstrap)
         self.topic = topic
         self.tid = "tid-" + uuid.uuid4().hex[:8]
@@ -36,7 +36,7 @@ class Txn:
             if self.conn.call((10, 4), key_type=i8(1), coordinator_keys=(self.tid,)).coordinators[0].error_code == 0:
                 break
             time.sleep(0.1)
-        r = self._retry((22, 5), transactional_id=self.tid, transaction_timeout=60_000 * MS, producer_id=i64(-1),
+        r = self._retry((22, 5), transactional_id=self.tid, transaction_timeout=timeout_ms * MS, producer_id=i64(-1),
                         producer_epoch=i16(-1))
         assert r.error_code == ErrorCode.none
         self.pid, self.epoch, self.seq = r.producer_id, r.producer_epoch, 0
@@ -60,7 +60,9 @@ class Txn:
                                topic_data=(m.TopicProduceData(name=self.topic, partition_data=(
                                    m.PartitionProduceData(index=i32(0), records=data),)),))
             p = r.responses[0].partition_responses[0]
-            if p.error_code not in (ErrorCode.concurrent_transactions, ErrorCode.not_enough_replicas):
+            # Retriable: a transaction still completing, or (Kafka) a new topic whose leader is not known yet.
+            if p.error_code not in (ErrorCode.concurrent_transactions, ErrorCode.not_enough_replicas,
+                                    ErrorCode.not_leader_or_follower, ErrorCode.unknown_topic_or_partition):
                 break
             time.sleep(0.05)
         if p.error_code == ErrorCode.none and seq is None:
@@ -174,3 +176,37 @@ def test_the_bumped_epoch_survives_a_restart(broker_process, topic_name):
     assert t.produce(b"after") == ErrorCode.none
     t.ended(commit=True)
     assert _read_committed(broker.bootstrap_servers, topic_name, 2) == [b"before", b"after"]
+
+
+def test_a_new_instance_fences_the_old_one(bootstrap, topic_name):
+    t = Txn(bootstrap, topic_name)
+    assert t.produce(b"zombie") == ErrorCode.none
+    r = t._retry((22, 5), transactional_id=t.tid, transaction_timeout=60_000 * MS, producer_id=i64(-1),
+                 producer_epoch=i16(-1))
+    # The open transaction is aborted with epoch + 1 (fencing the old instance); the new instance gets epoch + 2,
+    # so that nothing the old one sends can pass for the retry of an end.
+    assert (r.error_code, r.producer_id, r.producer_epoch) == (ErrorCode.none, t.pid, t.epoch + 2)
+    assert t.end(commit=False)[0] == ErrorCode.producer_fenced
+    assert t.end(commit=True)[0] == ErrorCode.producer_fenced
+    assert t.produce(b"zombie again", seq=1) == ErrorCode.invalid_producer_epoch
+    assert _read_committed(bootstrap, topic_name, 0) == []
+
+
+def test_a_timed_out_transaction_is_recovered_by_its_abort(bootstrap, topic_name):
+    """The coordinator aborts a transaction open past its timeout with a bumped epoch; a second-generation client
+    then aborts with its old epoch, gets the bumped one, and goes on (Kafka looks for timed-out transactions every
+    10 s by default)."""
+    t = Txn(bootstrap, topic_name, timeout_ms=1000)
+    assert t.produce(b"timed out") == ErrorCode.none
+    deadline = time.monotonic() + 30
+    state = None
+    while time.monotonic() < deadline:
+        state = t.conn.call((65, 0), transactional_ids=(t.tid,)).transaction_states[0].transaction_state
+        if state == "CompleteAbort":
+            break
+        time.sleep(0.2)
+    assert state == "CompleteAbort"
+    t.ended(commit=False)
+    assert t.produce(b"next") == ErrorCode.none
+    t.ended(commit=True)
+    assert _read_committed(bootstrap, topic_name, 1) == [b"next"]

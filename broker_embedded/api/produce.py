@@ -127,7 +127,7 @@ async def _join_transaction(broker, transactional_id: str, batches, topic: str, 
     tp = (topic, partition)
     try:
         code = (await broker.transactions.add_partitions(transactional_id, header.producer_id, header.producer_epoch,
-                                                         [tp]))[tp]
+                                                         [tp], implicit=True))[tp]
         message = f"{topic}-{partition} could not join the transaction of {transactional_id!r}"
     except KafkaError as exc:
         code, message = exc.code, str(exc)

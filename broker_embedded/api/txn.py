@@ -130,7 +130,7 @@ async def txn_offset_commit(ctx: RequestContext, req):
         if ctx.version >= 5 and TRANSACTION_VERSION >= 2:
             # KIP-890: a v5 commit brings its group into the transaction itself (no AddOffsetsToTxn before it).
             await broker.transactions.add_offsets(req.transactional_id, req.producer_id, req.producer_epoch,
-                                                  req.group_id)
+                                                  req.group_id, implicit=True)
         broker.transactions.check_offset_commit(req.transactional_id, req.producer_id, req.producer_epoch,
                                                 req.group_id)
         member_id = getattr(req, "member_id", "") or ""

@@ -62,9 +62,10 @@ class TxnMetadata:
     groups: set[str] = field(default_factory=set)
     start_ms: int = -1
     updated_ms: int = -1
-    # KIP-890: whether the last EndTxn was of the second generation (it bumped the epoch), the producer id that
+    # KIP-890: whether the client speaks the second generation (Kafka's client transaction version: its last
+    # EndTxn was v5, or its partitions and groups joined implicitly), the producer id that
     # takes over once the ending transaction completes (epochs ran out), and the one it replaced (for retries).
-    bumped: bool = False
+    v2: bool = False
     next_producer_id: int = -1
     previous_producer_id: int = -1
 
@@ -72,7 +73,7 @@ class TxnMetadata:
         return json.dumps({
             "pid": self.producer_id, "epoch": self.producer_epoch, "timeout": self.timeout_ms, "state": self.state,
             "partitions": sorted(self.partitions), "groups": sorted(self.groups), "start": self.start_ms,
-            "updated": self.updated_ms, "bumped": self.bumped, "next_pid": self.next_producer_id,
+            "updated": self.updated_ms, "v2": self.v2, "next_pid": self.next_producer_id,
             "prev_pid": self.previous_producer_id,
         }).encode()
 
@@ -80,7 +81,7 @@ class TxnMetadata:
     def from_json(cls, tid: str, raw: bytes) -> "TxnMetadata":
         d = json.loads(raw)
         return cls(tid, d["pid"], d["epoch"], d["timeout"], d["state"], {(t, p) for t, p in d["partitions"]},
-                   set(d["groups"]), d["start"], d.get("updated", -1), d.get("bumped", False),
+                   set(d["groups"]), d["start"], d.get("updated", -1), d.get("v2", False),
                    d.get("next_pid", -1), d.get("prev_pid", -1))
 
 
@@ -212,13 +213,12 @@ class TransactionCoordinator:
             if meta.state in (PREPARE_COMMIT, PREPARE_ABORT):
                 await self._complete(meta)
             if meta.state == ONGOING:
-                await self._abort_fenced(meta)  # its markers carry the bumped epoch the new producer uses
-                if meta.producer_epoch >= MAX_EPOCH - 1:
-                    self._bump(meta)
-            else:
-                self._bump(meta)
+                # The abort's markers carry a bumped epoch that fences the old producer; the new one gets the
+                # next epoch, as from Kafka, so that nothing the old one sends passes for a retry.
+                await self._abort_fenced(meta)
+            self._bump(meta)
             meta.timeout_ms = timeout_ms
-            meta.bumped = False
+            meta.v2 = False
             meta.state = EMPTY
             meta.partitions.clear()
             meta.groups.clear()
@@ -254,8 +254,9 @@ class TransactionCoordinator:
         return meta
 
     async def add_partitions(self, tid: str, pid: int, epoch: int, partitions: list[tuple[str, int]],
-                             verify_only: bool = False) -> dict[tuple[str, int], ErrorCode]:
-        """Add partitions to the open transaction (starting it); an error code for each partition."""
+                             verify_only: bool = False, implicit: bool = False) -> dict[tuple[str, int], ErrorCode]:
+        """Add partitions to the open transaction (starting it); an error code for each partition. `implicit`:
+        the second generation's Produce v12+ adds them, not the client's AddPartitionsToTxn."""
         async with self._locks[tid]:
             meta = self._current(tid, pid, epoch)
             if verify_only:
@@ -265,6 +266,7 @@ class TransactionCoordinator:
             if unknown:
                 return {tp: ErrorCode.unknown_topic_or_partition if tp in unknown
                         else ErrorCode.operation_not_attempted for tp in partitions}
+            meta.v2 = implicit
             if meta.state != ONGOING or not meta.partitions.issuperset(partitions):
                 self._begin(meta)
                 meta.partitions.update(partitions)
@@ -278,10 +280,11 @@ class TransactionCoordinator:
             meta.groups.clear()
             meta.start_ms = _now_ms()
 
-    async def add_offsets(self, tid: str, pid: int, epoch: int, group: str) -> None:
-        """Make `group`'s offset commit part of the open transaction."""
+    async def add_offsets(self, tid: str, pid: int, epoch: int, group: str, implicit: bool = False) -> None:
+        """Make `group`'s offset commit part of the open transaction (`implicit`: by TxnOffsetCommit v5)."""
         async with self._locks[tid]:
             meta = self._current(tid, pid, epoch)
+            meta.v2 = implicit
             if meta.state != ONGOING or group not in meta.groups:
                 self._begin(meta)
                 meta.groups.add(group)
@@ -302,6 +305,8 @@ class TransactionCoordinator:
                 return await self._end_bumping(tid, pid, epoch, commit)
         async with self._locks[tid]:
             meta = self.txns.get(tid)
+            if meta is not None and meta.producer_id == pid:
+                meta.v2 = False
             if meta is not None and meta.producer_id == pid and meta.producer_epoch == epoch:
                 # A retried EndTxn whose first attempt completed: answer as it was answered.
                 if meta.state == (COMPLETE_COMMIT if commit else COMPLETE_ABORT):
@@ -324,9 +329,9 @@ class TransactionCoordinator:
         meta = self.txns.get(tid)
         if meta is None:
             raise KafkaError(ErrorCode.invalid_producer_id_mapping, f"no transactional id {tid!r}")
-        retry_overflow = (meta.bumped and meta.previous_producer_id == pid and epoch == MAX_EPOCH - 1
+        retry_overflow = (meta.v2 and meta.previous_producer_id == pid and epoch == MAX_EPOCH - 1
                           and meta.producer_epoch == 0)
-        retry = meta.bumped and meta.producer_id == pid and meta.producer_epoch == epoch + 1
+        retry = meta.v2 and meta.producer_id == pid and meta.producer_epoch == epoch + 1
         if meta.producer_id != pid and not retry_overflow:
             raise KafkaError(ErrorCode.invalid_producer_id_mapping,
                              f"producer id {pid} does not belong to transactional id {tid!r}")
@@ -356,7 +361,7 @@ class TransactionCoordinator:
         next_pid = self._allocate_id() if meta.producer_epoch >= MAX_EPOCH - 1 else -1
         meta.producer_epoch += 1
         meta.next_producer_id = next_pid
-        meta.bumped = True
+        meta.v2 = True
         meta.state = PREPARE_COMMIT if commit else PREPARE_ABORT
         await self._persist(meta)
         await self._complete(meta)
@@ -402,7 +407,6 @@ class TransactionCoordinator:
         """Abort an open transaction with a bumped epoch, so that its producer can no longer write or commit."""
         # Same producer id: the markers must name the producer that wrote the data.
         meta.producer_epoch = min(meta.producer_epoch + 1, MAX_EPOCH)
-        meta.bumped = False  # a fence, not an EndTxn: the fenced producer's EndTxn must not pass for a retry
         meta.state = PREPARE_ABORT
         await self._persist(meta)
         await self._complete(meta)
