@@ -202,9 +202,9 @@ class ScramServer:
         m = _CLIENT_FINAL.match(message)
         if m is None:
             raise ScramError(f"Invalid SCRAM client final message format: {message}")
-        # Kafka checks only that the nonce ends with the server's: librdkafka before 2.1 sends the client nonce
-        # twice, and Kafka accepts it.
-        if not m["nonce"].endswith(self._nonce):
+        # RFC 5802: exactly the nonce of the server-first message. Kafka 4.1 checks it so (CVE-2024-56128), which
+        # refuses librdkafka before 2.6.1: it sends the client's part twice.
+        if m["nonce"] != self._nonce:
             raise ScramError("Invalid client nonce in the final client message.")
         h = _hash(self.mechanism)
         auth_message = f"{self._client_first_bare},{self._server_first},{m['without_proof']}".encode()
