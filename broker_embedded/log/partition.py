@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import struct
 import threading
 import time
 from bisect import bisect_right
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 
 CLEAN_SHUTDOWN = ".clean_shutdown"
 LOG_START_FILE = "log-start-offset"
+
+
+LEADER_EPOCH = 0
+_LEADER_EPOCH = struct.Struct(">i")
 
 
 class OffsetOutOfRange(Exception):
@@ -142,6 +147,10 @@ class PartitionLog:
         for pos, header in batches:
             set_base_offset(data, pos, next_offset)
             header.base_offset = next_offset
+            # As Kafka's leader does, stamp the leader epoch (0 on this node, forever; the CRC does not cover it):
+            # consumers keep it in their positions and validate them with OffsetForLeaderEpoch, which knows epoch 0.
+            _LEADER_EPOCH.pack_into(data, pos + 12, LEADER_EPOCH)
+            header.leader_epoch = LEADER_EPOCH
             if now_ms:
                 set_log_append_time(data, pos, header, now_ms)
             placed.append((pos, next_offset, header.size, header.max_timestamp))
