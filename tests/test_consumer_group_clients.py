@@ -13,7 +13,6 @@ Kafka's minimum session timeout of 45 s).
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import threading

@@ -482,3 +482,43 @@ def test_heartbeat_and_describe_need_group_and_topic_acls(tmp_path, group):
         c.close()
     finally:
         broker.stop_thread()
+
+
+def test_range_assignor_lines_up_co_partitioned_topics(bootstrap, group, topic_name):
+    """server_assignor="range": each member gets the same contiguous range of both topics (3 partitions each, so
+    2 and 1)."""
+    first = create_topic(bootstrap, topic_name + "-x", 3)
+    second = create_topic(bootstrap, topic_name + "-y", 3)
+    topics = (topic_name + "-x", topic_name + "-y")
+    members = [Member(bootstrap, group, topics), Member(bootstrap, group, topics)]
+    m = members[0].c.m(HEARTBEAT)
+    try:
+        for member in members:
+            resp = member.c.call(
+                HEARTBEAT, group_id=group, member_id=member.member_id, member_epoch=0, instance_id=None,
+                rack_id=None, rebalance_timeout=_ms(30000), subscribed_topic_names=topics,
+                subscribed_topic_regex=None, server_assignor="range", topic_partitions=())
+            assert resp.error_code == ErrorCode.none
+            member.epoch = resp.member_epoch
+            member.owned = {tp.topic_id: set(tp.partitions) for tp in resp.assignment.topic_partitions
+                            if tp.partitions}
+
+        def settled() -> bool:
+            for member in members:
+                resp = member.heartbeat()
+                assert resp.error_code == ErrorCode.none
+            return sorted(x.count() for x in members) == [2, 4] and members[0].epoch == members[1].epoch
+
+        deadline = time.monotonic() + 20
+        while not settled():
+            assert time.monotonic() < deadline, [x.owned for x in members]
+            time.sleep(0.1)
+        for member in members:
+            x, y = member.owned.get(first, set()), member.owned.get(second, set())
+            assert x == y and x and max(x) - min(x) == len(x) - 1  # the same contiguous range of both
+        c = Conn(bootstrap)
+        assert describe(c, group).assignor_name == "range"
+        c.close()
+    finally:
+        for member in members:
+            member.close()

@@ -23,7 +23,6 @@ import uuid
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
-from kio.static.primitive import i8, i32
 
 from ..errors import KafkaError
 from .assignors import Assignment, MemberSpec, assign
@@ -31,11 +30,8 @@ from .consumer_group import (
     LEAVE_EPOCH, STATIC_LEAVE_EPOCH, ConsumerGroup, ConsumerMember, MemberState, compile_regex, copy_assignment,
     is_subset, member_topics, next_assignment,
 )
-from .consumer_group_records import (
-    CURRENT_ASSIGNMENT, GROUP_EPOCH, MEMBER_METADATA, TARGET_EPOCH, TARGET_MEMBER, ConsumerGroupKey,
-    CurrentAssignmentValue, EpochValue, MemberMetadataValue, TargetMemberValue, assignment_of, decode_value,
-    encode_key, encode_value, topic_partitions,
-)
+from .consumer_group_records import ConsumerGroupKey, encode_key
+from .consumer_group_store import group_records, groups_from_records
 from .group import now_ms
 
 log = logging.getLogger(__name__)
@@ -427,33 +423,13 @@ class ConsumerGroupCoordinator:
 
     # ---- persistence ----
 
-    def _records(self, group: ConsumerGroup) -> dict[ConsumerGroupKey, bytes]:
-        g = group.group_id
-        out = {
-            ConsumerGroupKey(GROUP_EPOCH, g): encode_value(GROUP_EPOCH, EpochValue(epoch=i32(group.epoch))),
-            ConsumerGroupKey(TARGET_EPOCH, g): encode_value(TARGET_EPOCH, EpochValue(epoch=i32(group.assignment_epoch))),
-        }
-        for mid, m in group.members.items():
-            out[ConsumerGroupKey(MEMBER_METADATA, g, mid)] = encode_value(MEMBER_METADATA, MemberMetadataValue(
-                instance_id=m.instance_id, rack_id=m.rack_id, client_id=m.client_id, client_host=m.client_host,
-                subscribed_topic_names=m.subscribed_topic_names, subscribed_topic_regex=m.subscribed_topic_regex,
-                rebalance_timeout_ms=i32(m.rebalance_timeout_ms), server_assignor=m.server_assignor))
-            if mid in group.target:
-                out[ConsumerGroupKey(TARGET_MEMBER, g, mid)] = encode_value(TARGET_MEMBER, TargetMemberValue(
-                    topic_partitions=topic_partitions(group.target[mid])))
-            out[ConsumerGroupKey(CURRENT_ASSIGNMENT, g, mid)] = encode_value(CURRENT_ASSIGNMENT, CurrentAssignmentValue(
-                member_epoch=i32(m.epoch), previous_member_epoch=i32(m.previous_epoch), state=i8(int(m.state)),
-                assigned_partitions=topic_partitions(m.assigned),
-                partitions_pending_revocation=topic_partitions(m.pending_revocation)))
-        return out
-
     def _persist(self, group: ConsumerGroup) -> asyncio.Future:
         if self.groups.get(group.group_id) is not group:
             done = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
         stored = self._stored.setdefault(group.group_id, {})
-        return self._write(group.group_id, stored, self._records(group))
+        return self._write(group.group_id, stored, group_records(group))
 
     def _write(self, group_id: str, stored: dict[ConsumerGroupKey, bytes],
                wanted: dict[ConsumerGroupKey, bytes]) -> asyncio.Future:
@@ -470,45 +446,10 @@ class ConsumerGroupCoordinator:
         return self.offsets.write_records(group_id, changes)
 
     def restore(self, records: dict[ConsumerGroupKey, bytes]) -> None:
-        """Rebuild the groups from their records in `__consumer_offsets` (after a restart)."""
-        now = self._now()
-        by_group: dict[str, dict[ConsumerGroupKey, bytes]] = {}
-        for key, value in records.items():
-            by_group.setdefault(key.group, {})[key] = value
-        session = self.config.group_consumer_session_timeout_ms / 1000
-        for group_id, stored in by_group.items():
-            if ConsumerGroupKey(GROUP_EPOCH, group_id) not in stored:
-                continue  # records of a group whose deletion was cut short
-            group = ConsumerGroup(group_id, state_timestamp=now_ms())
-            members: dict[str, ConsumerMember] = {}
-            for key, value in stored.items():
-                decoded = decode_value(key.version, value)
-                if key.version == GROUP_EPOCH:
-                    group.epoch = decoded.epoch
-                elif key.version == TARGET_EPOCH:
-                    group.assignment_epoch = decoded.epoch
-                elif key.version == TARGET_MEMBER:
-                    group.target[key.member_id] = assignment_of(decoded.topic_partitions)
-                elif key.version in (MEMBER_METADATA, CURRENT_ASSIGNMENT):
-                    m = members.setdefault(key.member_id, ConsumerMember(key.member_id, deadline=now + session))
-                    if key.version == MEMBER_METADATA:
-                        m.instance_id, m.rack_id = decoded.instance_id, decoded.rack_id
-                        m.client_id, m.client_host = decoded.client_id, decoded.client_host
-                        m.subscribed_topic_names = tuple(decoded.subscribed_topic_names)
-                        m.subscribed_topic_regex = decoded.subscribed_topic_regex
-                        m.rebalance_timeout_ms, m.server_assignor = decoded.rebalance_timeout_ms, decoded.server_assignor
-                    else:
-                        m.epoch, m.previous_epoch = decoded.member_epoch, decoded.previous_member_epoch
-                        m.state = MemberState(decoded.state) if decoded.state in set(MemberState) \
-                            else MemberState.UNKNOWN
-                        m.assigned = assignment_of(decoded.assigned_partitions)
-                        m.pending_revocation = assignment_of(decoded.partitions_pending_revocation)
-                        if m.state == MemberState.UNREVOKED_PARTITIONS:
-                            m.revoke_deadline = now + max(m.rebalance_timeout_ms, 0) / 1000
-            for member in members.values():
-                group.add(member)
-            group.target = {mid: a for mid, a in group.target.items() if mid in group.members}
+        """Rebuild the groups from their records in `__consumer_offsets` (after a restart); sessions restart now."""
+        session_deadline = self._now() + self.config.group_consumer_session_timeout_ms / 1000
+        for group_id, (group, stored) in groups_from_records(records, session_deadline, self._now()).items():
             group.subscription_metadata = self._subscription_metadata(group)
             self.groups[group_id] = group
-            self._stored[group_id] = dict(stored)
+            self._stored[group_id] = stored
         log.info("restored %d consumer groups", len(self.groups))

@@ -115,8 +115,7 @@ class ConsumerGroup:
             return ConsumerGroupState.EMPTY
         if self.epoch != self.assignment_epoch:
             return ConsumerGroupState.ASSIGNING
-        if any(m.epoch != self.assignment_epoch or m.state != MemberState.STABLE for m in self.members.values()
-               if m.epoch != STATIC_LEAVE_EPOCH):
+        if any(m.epoch != self.assignment_epoch or m.state != MemberState.STABLE for m in self.members.values()):
             return ConsumerGroupState.RECONCILING
         return ConsumerGroupState.STABLE
 
