@@ -522,3 +522,58 @@ def test_range_assignor_lines_up_co_partitioned_topics(bootstrap, group, topic_n
     finally:
         for member in members:
             member.close()
+
+
+def test_classic_and_offset_apis_meet_a_consumer_group(bootstrap, group, topic_name):
+    """What the classic group APIs, OffsetCommit v8 and OffsetDelete answer for a consumer group, as Kafka 4.1."""
+    create_topic(bootstrap, topic_name, 2)
+    a = Member(bootstrap, group, (topic_name,))
+    c = Conn(bootstrap)
+    try:
+        heartbeat_until(a, lambda r: a.count() == 2)
+        m = c.m((8, 8))
+        resp = c.call((8, 8), group_id=group, generation_id_or_member_epoch=a.epoch, member_id=a.member_id,
+                      group_instance_id=None, topics=(m.OffsetCommitRequestTopic(name=topic_name, partitions=(
+                          m.OffsetCommitRequestPartition(partition_index=0, committed_offset=1,
+                                                         committed_leader_epoch=-1, committed_metadata=""),)),))
+        assert resp.topics[0].partitions[0].error_code == ErrorCode.unsupported_version
+        m = c.m((47, 0))
+        resp = c.call((47, 0), group_id=group, topics=(m.OffsetDeleteRequestTopic(name=topic_name, partitions=(
+            m.OffsetDeleteRequestPartition(partition_index=0),)),))
+        assert resp.topics[0].partitions[0].error_code == ErrorCode.group_subscribed_to_topic
+        old = c.call((15, 5), groups=(group,), include_authorized_operations=False).groups[0]
+        assert (old.error_code, old.group_state) == (ErrorCode.none, "Dead")
+        assert c.call((12, 4), group_id=group, generation_id=a.epoch, member_id=a.member_id,
+                      group_instance_id=None).error_code == ErrorCode.unknown_member_id
+        assert c.call((14, 5), group_id=group, generation_id=a.epoch, member_id=a.member_id, group_instance_id=None,
+                      protocol_type="consumer", protocol_name="range",
+                      assignments=()).error_code == ErrorCode.unknown_member_id
+        assert [(g.group_state, g.protocol_type) for g in c.call((16, 4), states_filter=()).groups
+                if g.group_id == group] == [("Stable", "consumer")]
+        # LeaveGroup removes members of a consumer group (admin clients' removeMembersFromConsumerGroup).
+        s = Member(bootstrap, group, (topic_name,), instance_id="instance-s")
+        assert s.heartbeat().error_code == ErrorCode.none
+        m = c.m((13, 5))
+        resp = c.call((13, 5), group_id=group, members=(
+            m.MemberIdentity(member_id="", group_instance_id="instance-s", reason=None),
+            m.MemberIdentity(member_id="other", group_instance_id="instance-s", reason=None),
+            m.MemberIdentity(member_id="nobody", group_instance_id=None, reason=None)))
+        assert (resp.error_code, [x.error_code for x in resp.members]) == (
+            ErrorCode.none, [ErrorCode.none, ErrorCode.fenced_instance_id, ErrorCode.unknown_member_id])
+        assert s.heartbeat().error_code == ErrorCode.unknown_member_id
+        s.close()
+        d = describe(c, group)
+        assert [x.member_id for x in d.members] == [a.member_id] and d.group_state == "Assigning"
+        left = a.leave()
+        assert (left.error_code, left.member_epoch, left.heartbeat_interval.total_seconds()) == (0, -1, 0)
+        d = describe(c, group)
+        assert (d.group_state, d.group_epoch) == ("Empty", 4)
+        again = a.leave()
+        assert (again.error_code, again.error_message) == (ErrorCode.unknown_member_id,
+                                                           f"Member {a.member_id} is not a member of group {group}.")
+        gone = Member(bootstrap, "nothing-" + group, (topic_name,)).leave()
+        assert (gone.error_code, gone.error_message) == (ErrorCode.group_id_not_found,
+                                                         f"Group nothing-{group} not found.")
+    finally:
+        a.close()
+        c.close()

@@ -139,7 +139,7 @@ class ConsumerGroupCoordinator:
                                  f"SubscribedTopicRegex `{req.subscribed_topic_regex}` is not a valid regular "
                                  f"expression: {exc}.") from None
 
-    def _group(self, group_id: str, create: bool) -> ConsumerGroup:
+    def _group(self, group_id: str, create: bool, what: str = "Consumer group") -> ConsumerGroup:
         group = self.groups.get(group_id)
         if group is not None:
             return group
@@ -148,7 +148,7 @@ class ConsumerGroupCoordinator:
             if not create or not self.classic.release_empty(group_id):
                 raise KafkaError(ErrorCode.group_id_not_found, f"Group {group_id} is not a consumer group.")
         elif not create:
-            raise KafkaError(ErrorCode.group_id_not_found, f"Consumer group {group_id} not found.")
+            raise KafkaError(ErrorCode.group_id_not_found, f"{what} {group_id} not found.")
         group = self.groups[group_id] = ConsumerGroup(group_id, state_timestamp=now_ms())
         return group
 
@@ -296,7 +296,7 @@ class ConsumerGroupCoordinator:
     # ---- leaving and fencing ----
 
     def _leave(self, req: HeartbeatRequest) -> tuple[ConsumerGroup, HeartbeatResult]:
-        group = self._group(req.group_id, create=False)
+        group = self._group(req.group_id, create=False, what="Group")
         if req.instance_id is None:
             member = group.members.get(req.member_id)
             if member is None:
@@ -320,6 +320,32 @@ class ConsumerGroupCoordinator:
         else:
             self._fence(group, member, "it left the group")
         return group, HeartbeatResult(req.member_id, req.member_epoch, 0)
+
+    def remove_members(self, group_id: str, leaving: list[tuple[str, str | None]]) -> list[ErrorCode]:
+        """LeaveGroup for members of a consumer group, by member id or instance id (Kafka's admin clients remove
+        members this way): one error per member."""
+        group = self.groups[group_id]
+        errors = []
+        removed: dict[str, ConsumerMember] = {}
+        # Every entry is checked against the group as the request found it, then the members go.
+        for member_id, instance_id in leaving:
+            if instance_id is None:
+                member = group.members.get(member_id)
+            else:
+                member = group.static_member(instance_id)
+                if member is not None and member_id and member.member_id != member_id:
+                    errors.append(ErrorCode.fenced_instance_id)
+                    continue
+            if member is None:
+                errors.append(ErrorCode.unknown_member_id)
+                continue
+            removed[member.member_id] = member
+            errors.append(ErrorCode.none)
+        for member in removed.values():
+            self._fence(group, member, "it was removed with LeaveGroup")
+        if removed:
+            self._persist(group).add_done_callback(lambda _f: None)
+        return errors
 
     def _fence(self, group: ConsumerGroup, member: ConsumerMember, reason: str) -> None:
         log.info("group %s: removing member %s: %s", group.group_id, member.member_id, reason)

@@ -414,6 +414,9 @@ class GroupCoordinator:
     def leave(self, group_id: str, leaving: list[tuple[str, str | None]]) -> tuple[ErrorCode, list[ErrorCode]]:
         """Handle LeaveGroup for (member id, instance id) pairs: a group-level error and one error per member."""
         self.offsets.check_loaded()
+        if group_id in self.consumer.groups:
+            # Admin clients remove members of a consumer group with LeaveGroup too (removeMembersFromConsumerGroup).
+            return ErrorCode.none, self.consumer.remove_members(group_id, leaving)
         group = self.groups.get(group_id)
         if group is None:
             return ErrorCode.unknown_member_id, [ErrorCode.unknown_member_id] * len(leaving)
