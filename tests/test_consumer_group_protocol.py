@@ -197,6 +197,11 @@ def test_heartbeat_errors(bootstrap, group, topic_name):
                         rack_id=None, rebalance_timeout=_ms(1000), subscribed_topic_names=None,
                         subscribed_topic_regex="(", server_assignor=None, topic_partitions=())
         assert resp.error_code == ErrorCode.invalid_regular_expression
+        # Version 0 lets the coordinator choose the member id.
+        resp = a.c.call((68, 0), group_id=group + "-v0", member_id="", member_epoch=0, instance_id=None,
+                        rack_id=None, rebalance_timeout=_ms(1000), subscribed_topic_names=(topic_name,),
+                        server_assignor=None, topic_partitions=())
+        assert resp.error_code == ErrorCode.none and resp.member_id and resp.member_epoch == 1
         assert m is not None
         heartbeat_until(a, lambda r: a.count() == 1)
         assert a.heartbeat(epoch=a.epoch + 5).error_code == ErrorCode.fenced_member_epoch

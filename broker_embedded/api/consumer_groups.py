@@ -34,7 +34,8 @@ async def consumer_group_heartbeat(ctx: RequestContext, req):
     request = HeartbeatRequest(
         version=ctx.version, group_id=req.group_id, member_id=req.member_id, member_epoch=req.member_epoch,
         instance_id=req.instance_id, rack_id=req.rack_id, rebalance_timeout_ms=ms(req.rebalance_timeout),
-        subscribed_topic_names=req.subscribed_topic_names, subscribed_topic_regex=req.subscribed_topic_regex,
+        subscribed_topic_names=req.subscribed_topic_names,
+        subscribed_topic_regex=getattr(req, "subscribed_topic_regex", None),  # v1+
         server_assignor=req.server_assignor, owned=_owned(req.topic_partitions),
         client_id=ctx.header.client_id or "", client_host=client_host(ctx))
     try:
@@ -46,7 +47,7 @@ async def consumer_group_heartbeat(ctx: RequestContext, req):
         res = await ctx.broker.groups.consumer.heartbeat(request)
     except KafkaError as exc:
         return r("ConsumerGroupHeartbeatResponse", throttle_time=ZERO_MS, error_code=exc.code,
-                 error_message=exc.message, member_id=None, member_epoch=-1, heartbeat_interval=ZERO_MS,
+                 error_message=exc.message, member_id=None, member_epoch=0, heartbeat_interval=ZERO_MS,
                  assignment=None)
     assignment = None
     if res.assignment is not None:
