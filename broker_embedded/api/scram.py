@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from kio.schema.errors import ErrorCode
 
 from ..protocol import ZERO_MS
@@ -56,7 +58,7 @@ def _check_name_and_mechanism(name: str, mechanism: int):
 
 
 @handles(51, 0, 0)
-def alter_user_scram_credentials(ctx: RequestContext, req):
+async def alter_user_scram_credentials(ctx: RequestContext, req):
     r = ctx.reply
     store = ctx.broker.scram
     deletions: dict[str, object] = {}
@@ -97,7 +99,8 @@ def alter_user_scram_credentials(ctx: RequestContext, req):
     results = []
     if deletions or upsertions:
         try:
-            store.apply(
+            await asyncio.to_thread(  # written and fsynced before the answer, off the event loop
+                store.apply,
                 {(u.name, BY_TYPE[u.mechanism]): credential_from_salted(BY_TYPE[u.mechanism], u.salt,
                                                                         u.salted_password, u.iterations)
                  for u in upsertions.values()},

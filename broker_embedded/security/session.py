@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ANONYMOUS = "User:ANONYMOUS"
@@ -25,8 +25,7 @@ class Session:
     mechanism: str | None = None
     authenticator: Any = None
     expires_at: float | None = None
-    reauth_supported: bool = False
-    extra: dict = field(default_factory=dict)
+    reauth_supported: bool = False  # the client sent SaslAuthenticate v1+ (KIP-368)
 
     @property
     def sasl(self) -> bool:
