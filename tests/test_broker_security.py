@@ -707,3 +707,25 @@ async def test_client_certificate_required_on_ssl_only(only_embedded, pki, tmp_p
         await producer.start()
         await producer.send_and_wait("t", b"x")
         await producer.stop()
+
+
+def test_custom_listener_names_and_advertised_addresses(only_embedded, tmp_path):
+    """listener.security.protocol.map gives custom names a protocol; advertised.listeners is what Metadata answers
+    on that listener (the other keeps its bound address); connections are listed under the listener's name."""
+    broker = EmbeddedBroker(data_dir=str(tmp_path / "b"), listeners="INTERNAL://127.0.0.1:0,EXTERNAL://127.0.0.1:0",
+                            listener_security_protocol_map="INTERNAL:PLAINTEXT,EXTERNAL:SASL_PLAINTEXT",
+                            advertised_listeners="EXTERNAL://broker.example.com:19999",
+                            sasl_plain_users={"alice": PASSWORD}).start_in_thread()
+    try:
+        internal = broker.listener_address("INTERNAL")
+        with closing(Conn(internal)) as c:
+            r = c.call((3, 12), topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+            assert [f"{b.host}:{b.port}" for b in r.brokers] == [internal]
+        with closing(Conn(broker.listener_address("EXTERNAL"))) as c:
+            assert c.call((17, 1), mechanism="PLAIN").error_code == 0
+            assert c.call((36, 2), auth_bytes=b"\0alice\0" + PASSWORD.encode()).error_code == 0
+            r = c.call((3, 12), topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+            assert [f"{b.host}:{b.port}" for b in r.brokers] == ["broker.example.com:19999"]
+            assert ("EXTERNAL", "127.0.0.1", "User:alice") in broker.connections()
+    finally:
+        broker.stop_thread()
