@@ -93,9 +93,13 @@ class ConnectionQuotas:
 
 class ConnectionActivity:
     """One connection's throttling and idleness: when it may be read again, when it last did anything, and how
-    many requests are being served."""
+    many requests are being served.
 
-    __slots__ = ("muted_until", "last_active", "in_flight", "_loop", "_idle", "_watchdog")
+    Requests are read ahead and served concurrently, until a quota first throttles the connection: from then on
+    a request is read only once the previous ones have been answered (as Kafka serves one request per connection
+    at a time), so that each throttle time mutes the connection before the next request is taken."""
+
+    __slots__ = ("muted_until", "last_active", "in_flight", "_loop", "_idle", "_watchdog", "_one_at_a_time", "_done")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -104,6 +108,20 @@ class ConnectionActivity:
         self.in_flight = 0
         self._idle = False
         self._watchdog: asyncio.TimerHandle | None = None
+        self._one_at_a_time = False
+        self._done = asyncio.Event()
+
+    def begin(self) -> None:
+        """A request is being served."""
+        self.in_flight += 1
+        self._done.clear()
+
+    def end(self) -> None:
+        """Its response is ready (any throttle time is applied right after, before the next read)."""
+        self.in_flight -= 1
+        self.touch()
+        if self.in_flight == 0:
+            self._done.set()
 
     def touch(self) -> None:
         self.last_active = self._loop.time()
@@ -112,12 +130,17 @@ class ConnectionActivity:
         """Apply a response's throttle time: delay the response for old clients, else mute the connection."""
         if throttle_ms <= 0:
             return
+        self._one_at_a_time = True
         if version < _CLIENT_THROTTLES_SINCE.get(api_key, 0):
             await asyncio.sleep(throttle_ms / 1000)
             return
         self.muted_until = max(self.muted_until, self._loop.time() + throttle_ms / 1000)
 
     async def wait_unmuted(self) -> None:
+        if self._one_at_a_time:
+            await asyncio.sleep(0)  # the request just dispatched starts (and counts itself in flight)
+            while self.in_flight:
+                await self._done.wait()
         while True:
             delay = self.muted_until - self._loop.time()
             if delay <= 0:

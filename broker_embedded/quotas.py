@@ -249,8 +249,12 @@ class ClientQuotaManager:
         self._rates: dict[tuple[str, str], Rate] = {}
         self._clock = clock or (lambda: time.monotonic() * 1000.0)
 
+    @property
+    def active(self) -> bool:
+        return bool(self.store.entities) or self.static_default is not None
+
     def quota(self, user: str, client_id: str) -> tuple[float, tuple[str, str]] | None:
-        if not self.store.entities and self.static_default is None:  # no quotas at all: the common case
+        if not self.active:  # no quotas at all: the common case
             return None
         found = self.store.lookup(self.key, user, client_id)
         if found is None and self.static_default is not None:

@@ -246,15 +246,14 @@ class KafkaServer:
                              session.client_host, session.listener, session)
         try:
             if activity is not None:
-                activity.in_flight += 1
+                activity.begin()
             try:
                 response = api.handler(ctx, request)
                 if inspect.isawaitable(response):
                     response = await response
             finally:
                 if activity is not None:
-                    activity.in_flight -= 1
-                    activity.touch()
+                    activity.end()
             if response is None:
                 return None
             throttle = getattr(response, "throttle_time", None)
