@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import io
 import struct
+import typing
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
@@ -18,6 +19,8 @@ from typing import Any
 from kio.index import load_payload_module
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
+
+from .wire_check import check_arrays
 
 _HEADER = struct.Struct(">hhih")
 _I32 = struct.Struct(">i")
@@ -94,7 +97,9 @@ class Codec:
     def decode(self, frame: bytes, pos: int) -> Any:
         if self.flexible:
             pos = skip_tagged_fields(frame, pos)
+        check_arrays(self.request_type, frame, pos)  # before kio sizes storage from a hostile length
         req, _size = self.read(frame, pos)
+        _check_nulls(req)
         return req
 
     def encode(self, correlation_id: int, response: Any) -> bytes:
@@ -107,6 +112,42 @@ class Codec:
         out = buf.getbuffer()
         _I32.pack_into(out, 0, len(out) - 4)
         return bytes(out)
+
+
+def _check_nulls(entity: Any) -> None:
+    """kio reads a null where the schema forbids one (a string, array or struct of length -1); Kafka refuses such
+    a request as malformed ("non-nullable field ... was serialized as null"), and so do we, before a handler meets
+    the None."""
+    for name, nullable, nested, is_array in _nullable_fields(type(entity)):
+        value = getattr(entity, name)
+        if value is None:
+            if nullable:
+                continue
+            raise MalformedRequest(f"non-nullable field {name} was serialized as null")
+        if nested:
+            for item in value if is_array else (value,):
+                _check_nulls(item)
+
+
+@lru_cache(maxsize=None)
+def _nullable_fields(cls: type) -> tuple[tuple[str, bool, bool, bool], ...]:
+    """(field, may be null, holds entities, is an array) for the fields of `cls` that can be null on the wire
+    (strings, bytes, records, arrays, structs)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        nullable = type(None) in args
+        if nullable:
+            hint = next(a for a in args if a is not type(None))
+        is_array = typing.get_origin(hint) is tuple
+        inner = typing.get_args(hint)[0] if is_array else hint
+        nested = dataclasses.is_dataclass(inner)
+        if is_array or nested or f.metadata.get("kafka_type") in ("string", "bytes", "records"):
+            if not (nullable and not nested):
+                out.append((f.name, nullable, nested, is_array))
+    return tuple(out)
 
 
 def _payload_class(module: ModuleType, kind: EntityType) -> type:

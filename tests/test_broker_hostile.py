@@ -278,3 +278,28 @@ def test_unread_answers_hold_bounded_memory(broker_process, topic_name):
             assert conn.call((18, 3), client_software_name="t", client_software_version="1").error_code == 0
     assert grown < 120 * 1024 * 1024, f"the broker grew by {grown >> 20} MiB for one connection's unread answers"
     assert broker.proc.poll() is None
+
+
+def test_pipelined_bad_requests_close_once_and_log_once(embedded_broker, caplog):
+    """Two undecodable requests after a good one: the good one is answered, the connection closes, one line says
+    why; and a bad request followed by more requests than the read-ahead queue holds does not leave the
+    connection's task waiting forever for a sender that is gone."""
+    bootstrap = embedded_broker.bootstrap_servers
+    garbage = _frame(3, 9, b"\xff" * 8, corr=2, flexible=True)
+    with socket.create_connection(_addr(bootstrap), timeout=5) as s:
+        port = s.getsockname()[1]
+        s.sendall(_frame(18, 0, b"", corr=1) + garbage + garbage)
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        assert struct.unpack(">i", s.recv(size, socket.MSG_WAITALL)[:4])[0] == 1
+        assert _closed(s)
+    time.sleep(0.3)
+    lines = [r.getMessage() for r in caplog.records if f":{port}:" in r.getMessage()]
+    assert len(lines) == 1 and "cannot decode API key 3" in lines[0], lines
+
+    with socket.create_connection(_addr(bootstrap), timeout=5) as s:
+        s.sendall(_frame(32000, 0, b"") + _frame(18, 0, b"") * 300)
+        assert _closed(s)
+    deadline = time.monotonic() + 5
+    while len(embedded_broker.connections()) > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert embedded_broker.connections() == [], "a closed connection is still being served"

@@ -23,7 +23,8 @@ def topic_name_of(broker, entry) -> str | None:
     if topic_id is not None and topic_id != NO_TOPIC_ID:
         topic = broker.topics.by_id.get(topic_id)
         return None if topic is None else topic.name
-    return getattr(entry, "name", None) or getattr(entry, "topic", None)
+    name = getattr(entry, "name", None)
+    return getattr(entry, "topic", None) if name is None else name  # "" is a name (of no topic), not a missing one
 
 
 def broker_endpoint(ctx: RequestContext) -> tuple[int, str, int]:
