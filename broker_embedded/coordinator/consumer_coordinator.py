@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 
@@ -27,8 +26,8 @@ from kio.schema.errors import ErrorCode
 from ..errors import KafkaError
 from .assignors import Assignment, MemberSpec, assign
 from .consumer_group import (
-    LEAVE_EPOCH, STATIC_LEAVE_EPOCH, ConsumerGroup, ConsumerMember, MemberState, compile_regex, copy_assignment,
-    is_subset, member_topics, next_assignment,
+    LEAVE_EPOCH, STATIC_LEAVE_EPOCH, ConsumerGroup, ConsumerMember, MemberState, RegexError, compile_regex,
+    copy_assignment, is_subset, member_topics, next_assignment,
 )
 from .consumer_group_records import ConsumerGroupKey, encode_key
 from .consumer_group_store import group_records, groups_from_records
@@ -134,10 +133,13 @@ class ConsumerGroupCoordinator:
         if req.subscribed_topic_regex:
             try:
                 compile_regex(req.subscribed_topic_regex)
-            except re.error as exc:
+            except RegexError as exc:
+                reason = exc.args[0] if exc.args else exc
+                if isinstance(reason, bytes):
+                    reason = reason.decode("utf-8", "replace")
                 raise KafkaError(ErrorCode.invalid_regular_expression,
                                  f"SubscribedTopicRegex `{req.subscribed_topic_regex}` is not a valid regular "
-                                 f"expression: {exc}.") from None
+                                 f"expression: {reason}.") from None
 
     def _group(self, group_id: str, create: bool, what: str = "Consumer group") -> ConsumerGroup:
         group = self.groups.get(group_id)
