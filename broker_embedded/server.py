@@ -27,7 +27,19 @@ log = logging.getLogger(__name__)
 
 _I32 = struct.Struct(">i")
 MAX_IN_FLIGHT = 100
-_CLOSE = object()
+
+
+class _Close:
+    """An answer that closes the connection instead; `reason` is logged by the sender, so that a connection whose
+    pipelined requests are all bad logs once, and the answers due before it still go out."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str | None) -> None:
+        self.reason = reason
+
+
+_CLOSE = _Close(None)  # a close whose reason was logged already
 
 
 class CannotListen(OSError):
@@ -94,7 +106,8 @@ class KafkaServer:
                     break
                 size = _I32.unpack(head)[0]
                 if size < 0 or size > limit:
-                    log.warning("closing %s: request of %d bytes exceeds socket.request.max.bytes %d", peer, size, limit)
+                    await _put(pending, _closing(f"request of {size} bytes exceeds socket.request.max.bytes {limit}"),
+                               sender)
                     break
                 await held.room_for(size)
                 frame = await reader.readexactly(size)
@@ -105,7 +118,7 @@ class KafkaServer:
                 try:
                     header, pos = parse_header(frame)
                 except MalformedRequest as exc:
-                    log.warning("closing %s: malformed request: %s", peer, exc)
+                    await _put(pending, _closing(f"malformed request: {exc}"), sender)
                     break
                 if session.expires_at is not None:  # KIP-368: re-authenticate, or go once the session expired
                     if header.api_key == 17 and session.authenticator.begin_reauthentication():
@@ -116,16 +129,17 @@ class KafkaServer:
                         log.info("closing %s: SASL session of %s expired", peer, session.principal)
                         break
                 await activity.wait_unmuted()  # a throttled client's next request waits (KIP-219)
-                task = asyncio.create_task(self._dispatch(header, frame, pos, peer, session, activity))
-                held.track(task, size, reserve=limit if header.api_key == 1 else 0)  # a Fetch answer may be large
-                await pending.put(task)
+                job = asyncio.create_task(self._dispatch(header, frame, pos, peer, session, activity))
+                held.track(job, size, reserve=limit if header.api_key == 1 else 0)  # a Fetch answer may be large
+                if not await _put(pending, job, sender):
+                    job.cancel()
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except asyncio.CancelledError:
             sender.cancel()
         finally:
-            if not sender.done():
-                await pending.put(None)
+            await _put(pending, None, sender)
             try:
                 await sender
             except (asyncio.CancelledError, Exception):
@@ -190,7 +204,7 @@ class KafkaServer:
         task = asyncio.create_task(self._dispatch(header, frame, pos, peer, session))
         await pending.put(task)
         await asyncio.wait([task])
-        if task.cancelled() or task.exception() is not None or task.result() is _CLOSE:
+        if task.cancelled() or task.exception() is not None or isinstance(task.result(), _Close):
             return False
         if header.api_key == 18:
             api = self.handlers[18]
@@ -214,7 +228,9 @@ class KafkaServer:
             response = await task
             if held is not None:
                 held.sent(task)
-            if response is _CLOSE:
+            if isinstance(response, _Close):
+                if response.reason:
+                    log.warning("closing %s: %s", peer, response.reason)
                 writer.close()  # the reader then sees EOF and the client learns at once
                 return
             if response is not None:
@@ -225,23 +241,20 @@ class KafkaServer:
                         activity: ConnectionActivity | None = None):
         api = self.handlers.get(header.api_key)
         if api is None:
-            log.warning("closing %s: unknown API key %d (client %s)", peer, header.api_key, header.client_id)
-            return _CLOSE
+            return _Close(f"unknown API key {header.api_key} (client {header.client_id})")
         version = header.api_version
         if header.api_key == 0 and 0 <= version < 3:
             return _produce_v0_2_unsupported(header, frame, pos)
         if not api.min_version <= version <= api.max_version:
             if header.api_key == 18:
                 return self._api_versions_fallback(header)
-            log.warning("closing %s: API key %d version %d is not supported (supported %d-%d)",
-                        peer, header.api_key, version, api.min_version, api.max_version)
-            return _CLOSE
+            return _Close(f"API key {header.api_key} version {version} is not supported "
+                          f"(supported {api.min_version}-{api.max_version})")
         try:
             c = codec(header.api_key, version)
             request = c.decode(frame, pos)
         except Exception as exc:
-            log.warning("closing %s: cannot decode API key %d v%d: %s", peer, header.api_key, version, exc)
-            return _CLOSE
+            return _Close(f"cannot decode API key {header.api_key} v{version}: {exc}")
         ctx = RequestContext(self.broker, header, Reply(c.response_module, version), peer, session.principal,
                              session.client_host, session.listener, session)
         try:
@@ -273,6 +286,27 @@ class KafkaServer:
         return _I32.pack(len(body)) + body
 
 
+async def _put(pending: asyncio.Queue, item, sender: asyncio.Task) -> bool:
+    """Queue an answer for the sender; False if the sender stopped first (it closed the connection): a full queue
+    must not keep the reader waiting for a sender that is gone."""
+    if not pending.full():
+        pending.put_nowait(item)
+        return True
+    put = asyncio.ensure_future(pending.put(item))
+    await asyncio.wait([put, sender], return_when=asyncio.FIRST_COMPLETED)
+    if put.done():
+        return True
+    put.cancel()
+    return False
+
+
+def _closing(reason: str) -> asyncio.Future:
+    """A close, queued after the requests read before it (they are answered first)."""
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(_Close(reason))
+    return fut
+
+
 def _produce_v0_2_unsupported(header, frame: bytes, pos: int) -> bytes | object:
     """Produce v0-2 are advertised (librdkafka needs them listed to enable compression) but refused, as in
     Kafka 4: every partition gets UNSUPPORTED_VERSION."""
@@ -296,8 +330,7 @@ def _produce_v0_2_unsupported(header, frame: bytes, pos: int) -> bytes | object:
                 parts.append(idx)
             topics.append((name, parts))
     except (struct.error, MalformedRequest):
-        log.warning("closing: malformed Produce v%d", header.api_version)
-        return _CLOSE
+        return _Close(f"malformed Produce v{header.api_version}")
     if acks == 0:
         return None
     body = bytearray(_I32.pack(header.correlation_id))
