@@ -38,10 +38,6 @@ def log_config(overrides: dict[str, str], defaults: dict[str, str]) -> LogConfig
     )
 
 
-_ASSIGNOR_CLASSES = {name: f"org.apache.kafka.coordinator.group.assignor.{name.capitalize()}Assignor"
-                     for name in ("uniform", "range")}
-
-
 def _kafka_double(value: float) -> str:
     """A double as Kafka's DescribeConfigs prints it; unlimited is Double.MAX_VALUE."""
     return "1.7976931348623157E308" if value == float("inf") else repr(float(value))
@@ -227,8 +223,7 @@ class BrokerConfig:
             "group.consumer.session.timeout.ms": (str(self.group_consumer_session_timeout_ms), INT),
             "group.consumer.heartbeat.interval.ms": (str(self.group_consumer_heartbeat_interval_ms), INT),
             "group.consumer.max.size": (str(self.group_consumer_max_size), INT),
-            "group.consumer.assignors": (", ".join(_ASSIGNOR_CLASSES.get(n, n) for n in self.group_consumer_assignors),
-                                         LIST),
+            "group.consumer.assignors": (",".join(self.group_consumer_assignors), LIST),
             "offsets.retention.minutes": (str(self.offsets_retention_minutes), INT),
             "offsets.retention.check.interval.ms": (str(self.offsets_retention_check_interval_ms), LONG),
             "offset.metadata.max.bytes": (str(self.offset_metadata_max_bytes), INT),

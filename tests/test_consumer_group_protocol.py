@@ -590,3 +590,23 @@ def test_classic_and_offset_apis_meet_a_consumer_group(bootstrap, group, topic_n
     finally:
         a.close()
         c.close()
+
+
+def test_group_config_sets_the_heartbeat_interval(bootstrap, group, topic_name):
+    """consumer.heartbeat.interval.ms set on the group (IncrementalAlterConfigs, GROUP resource) is what its
+    members are told; removing it brings back the broker's."""
+    from test_broker_parity import _incremental
+
+    create_topic(bootstrap, topic_name, 1)
+    c = Conn(bootstrap)
+    a = Member(bootstrap, group, (topic_name,))
+    try:
+        assert a.heartbeat().heartbeat_interval.total_seconds() == 5
+        assert _incremental(c, 32, group, ("consumer.heartbeat.interval.ms", 0, "7000")) == (ErrorCode.none, None)
+        heartbeat_until(a, lambda r: r.heartbeat_interval.total_seconds() == 7, timeout=10)
+        assert _incremental(c, 32, group, ("consumer.heartbeat.interval.ms", 1, None)) == (ErrorCode.none, None)
+        # Kafka applies config changes through its metadata log: give the removal a moment to arrive.
+        heartbeat_until(a, lambda r: r.heartbeat_interval.total_seconds() == 5, timeout=10)
+    finally:
+        a.close()
+        c.close()

@@ -82,6 +82,15 @@ class ConsumerGroupCoordinator:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
+    def _setting(self, group_id: str, name: str) -> int:
+        """A group's session timeout or heartbeat interval: its group config (IncrementalAlterConfigs on the
+        group) if set, else the broker's group.consumer.* setting."""
+        dynamic = getattr(self.broker.topics, "dynamic", None)
+        own = dynamic.groups.get(group_id, {}) if dynamic is not None else {}
+        if name in own:
+            return int(own[name])
+        return getattr(self.config, "group_" + name.replace(".", "_"))
+
     @property
     def assignors(self) -> tuple[str, ...]:
         return tuple(self.config.group_consumer_assignors)
@@ -252,12 +261,12 @@ class ConsumerGroupCoordinator:
         if group.epoch > group.assignment_epoch:
             self._update_target(group)
         self._reconcile(group, member, req.owned)
-        member.deadline = self._now() + self.config.group_consumer_session_timeout_ms / 1000
+        member.deadline = self._now() + self._setting(group.group_id, "consumer.session.timeout.ms") / 1000
         full = req.member_epoch == 0 or (req.rebalance_timeout_ms != -1 and req.subscribed_topic_names is not None
                                          and req.owned is not None)
         send = full or member.assigned != before_assigned
         return group, HeartbeatResult(member.member_id, member.epoch,
-                                      self.config.group_consumer_heartbeat_interval_ms,
+                                      self._setting(group.group_id, "consumer.heartbeat.interval.ms"),
                                       copy_assignment(member.assigned) if send else None)
 
     def _subscription_metadata(self, group: ConsumerGroup) -> dict[str, tuple[uuid.UUID, int]]:
@@ -477,6 +486,9 @@ class ConsumerGroupCoordinator:
         """Rebuild the groups from their records in `__consumer_offsets` (after a restart); sessions restart now."""
         session_deadline = self._now() + self.config.group_consumer_session_timeout_ms / 1000
         for group_id, (group, stored) in groups_from_records(records, session_deadline, self._now()).items():
+            deadline = self._now() + self._setting(group_id, "consumer.session.timeout.ms") / 1000
+            for member in group.members.values():
+                member.deadline = deadline
             group.subscription_metadata = self._subscription_metadata(group)
             self.groups[group_id] = group
             self._stored[group_id] = stored
