@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import socket
 import struct
+import subprocess
 import time
 import uuid
 from contextlib import closing
@@ -17,6 +18,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from broker_embedded import EmbeddedBroker
+from test_java_client import ROOT, java_classpath  # noqa: F401  (the fixture)
 from wire import Conn
 
 INVALID_REQUEST, UNSUPPORTED_VERSION = 42, 35
@@ -330,3 +332,19 @@ def test_idle_connections_are_closed(tmp_path):
         s.close()
     finally:
         broker.stop_thread()
+
+
+def test_java_admin_client_quotas(bootstrap, java_classpath):
+    """The Java Admin client sets, describes, validates and removes quotas; the lines were checked against
+    Apache Kafka 4.1.1 (the same test passes under --kafka)."""
+    res = subprocess.run(["java", "-cp", java_classpath, str(ROOT / "tests" / "java" / "ClientQuotas.java"), bootstrap,
+                          "jq-" + uuid.uuid4().hex[:6]], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [line for line in res.stdout.splitlines() if not line.startswith("SLF4J")] == [
+        "alter ok",
+        "describe user 2 {producer_byte_rate=1024.0} {consumer_byte_rate=2048.0}",
+        "describe strict 1 {producer_byte_rate=1024.0}",
+        "fractional InvalidRequestException",
+        "unknown key InvalidRequestException",
+        "after removal 0",
+    ], res.stdout + res.stderr
