@@ -215,9 +215,12 @@ class Authorizer:
         try:
             with open(self.path) as f:
                 doc = json.load(f)
+            acls = [AclBinding.from_json(d) for d in doc["acls"]]
         except FileNotFoundError:
-            doc = {"acls": []}
-        self._set([AclBinding.from_json(d) for d in doc["acls"]])
+            acls = []
+        except (ValueError, KeyError, TypeError) as exc:  # refuse to start rather than guess who may do what
+            raise ValueError(f"cannot read the ACLs in {self.path}: {exc!r}") from exc
+        self._set(acls)
 
     def _save(self, acls: list[AclBinding]) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)

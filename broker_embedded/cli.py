@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         where = args.listeners or f"{args.host}:{args.port}"
         print(f"broker-embedded: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # state in the data directory that cannot be read (a damaged ACL or quota file)
+        print(f"broker-embedded: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # the data directory became unusable (removed, replaced by a file, not readable)
         print(f"broker-embedded: error: cannot use data dir {args.data_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2

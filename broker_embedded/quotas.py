@@ -103,9 +103,12 @@ class QuotaStore:
         try:
             with open(self.path) as f:
                 doc = json.load(f)
+            self.entities = {entity_key((k, n) for k, n in e["entity"]): {k: float(v) for k, v in e["values"].items()}
+                             for e in doc["quotas"]}
         except FileNotFoundError:
-            doc = {"quotas": []}
-        self.entities = {entity_key((k, n) for k, n in e["entity"]): dict(e["values"]) for e in doc["quotas"]}
+            self.entities = {}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"cannot read the client quotas in {self.path}: {exc!r}") from exc
 
     def alter(self, changes: list[tuple[Entity, dict[str, float | None]]]) -> None:
         """Apply validated changes (a None value removes the key) and make them durable; OSError changes nothing."""

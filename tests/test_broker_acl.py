@@ -444,3 +444,13 @@ def test_server_command_refuses_bad_security_settings(tmp_path, setting):
                           "--config", setting], capture_output=True, text=True, timeout=30)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert setting.split("=")[0].split(".")[0].replace(".", "_") in res.stderr.replace(".", "_"), res.stderr
+
+
+def test_unreadable_acl_file_stops_the_broker(tmp_path):
+    """A damaged __acls.json is refused with its path named, never read as "no ACLs" (which would lock everyone
+    out, or with allow.everyone.if.no.acl.found let everyone in)."""
+    data = tmp_path / "b"
+    data.mkdir()
+    (data / "__acls.json").write_text('{"acls": [{"resource_type": 2')
+    with pytest.raises(ValueError, match="__acls.json"):
+        EmbeddedBroker(data_dir=str(data), port=0, authorizer=True).start_in_thread()
