@@ -454,3 +454,72 @@ def test_unreadable_acl_file_stops_the_broker(tmp_path):
     (data / "__acls.json").write_text('{"acls": [{"resource_type": 2')
     with pytest.raises(ValueError, match="__acls.json"):
         EmbeddedBroker(data_dir=str(data), port=0, authorizer=True).start_in_thread()
+
+
+# ---- the decisions themselves (acl.Authorizer, the class the broker uses) ----
+
+def _authorizer(tmp_path, acls, **kw):
+    from broker_embedded.acl import Authorizer
+    a = Authorizer(str(tmp_path), **kw)
+    a.create([_binding(*acl) for acl in acls])
+    return a
+
+
+def _binding(rtype, name, principal, op, perm="ALLOW", pattern="LITERAL", host="*"):
+    from broker_embedded.acl import AclBinding, Operation, PatternType, Permission, ResourceType
+    return AclBinding(ResourceType[rtype], name, PatternType[pattern], principal, host, Operation[op],
+                      Permission[perm])
+
+
+@pytest.mark.parametrize("acls,principal,host,op,name,expected", [
+    # implied operations: READ/WRITE/DELETE/ALTER allow DESCRIBE; ALTER_CONFIGS allows DESCRIBE_CONFIGS
+    ([("TOPIC", "t", "User:a", "WRITE")], "User:a", "1.2.3.4", "DESCRIBE", "t", True),
+    ([("TOPIC", "t", "User:a", "ALTER_CONFIGS")], "User:a", "1.2.3.4", "DESCRIBE_CONFIGS", "t", True),
+    ([("TOPIC", "t", "User:a", "DESCRIBE")], "User:a", "1.2.3.4", "READ", "t", False),
+    # ...but a DENY of DESCRIBE does not deny READ, and a DENY of ALL denies everything
+    ([("TOPIC", "t", "User:a", "READ"), ("TOPIC", "t", "User:a", "DESCRIBE", "DENY")], "User:a", "h", "READ", "t",
+     True),
+    ([("TOPIC", "t", "User:a", "READ"), ("TOPIC", "t", "User:a", "ALL", "DENY")], "User:a", "h", "READ", "t", False),
+    # wildcards: User:*, resource "*", host
+    ([("TOPIC", "*", "User:*", "READ")], "User:b", "h", "READ", "anything", True),
+    ([("TOPIC", "t", "User:a", "READ", "ALLOW", "LITERAL", "10.0.0.1")], "User:a", "10.0.0.2", "READ", "t", False),
+    ([("TOPIC", "t", "User:a", "READ", "ALLOW", "LITERAL", "10.0.0.1")], "User:a", "10.0.0.1", "READ", "t", True),
+    # prefixes, and a prefixed DENY beating a literal ALLOW
+    ([("TOPIC", "app-", "User:a", "READ", "ALLOW", "PREFIXED")], "User:a", "h", "READ", "app-1", True),
+    ([("TOPIC", "app-", "User:a", "READ", "ALLOW", "PREFIXED")], "User:a", "h", "READ", "ap", False),
+    ([("TOPIC", "app-1", "User:a", "READ"), ("TOPIC", "app", "User:*", "READ", "DENY", "PREFIXED")], "User:a", "h",
+     "READ", "app-1", False),
+])
+def test_authorizer_decisions(tmp_path, acls, principal, host, op, name, expected):
+    from broker_embedded.acl import Operation, ResourceType
+    a = _authorizer(tmp_path, acls, allow_if_no_acl=False)
+    assert a.authorize(principal, host, Operation[op], ResourceType.TOPIC, name) is expected
+
+
+def test_no_acl_default_only_where_no_acl_matches(tmp_path):
+    """allow.everyone.if.no.acl.found opens a resource no ACL mentions; an ACL for someone else closes it."""
+    from broker_embedded.acl import Operation, ResourceType
+    a = _authorizer(tmp_path, [("TOPIC", "t", "User:b", "READ")], allow_if_no_acl=True)
+    assert not a.authorize("User:a", "h", Operation.READ, ResourceType.TOPIC, "t")
+    assert a.authorize("User:a", "h", Operation.READ, ResourceType.TOPIC, "u")
+
+
+def test_authorizer_defaults_and_super_users(tmp_path):
+    from broker_embedded.acl import Operation, ResourceType
+    closed = _authorizer(tmp_path / "a", [], super_users=["User:root"])
+    assert not closed.authorize("User:a", "h", Operation.READ, ResourceType.TOPIC, "t")
+    assert closed.authorize("User:root", "h", Operation.ALTER, ResourceType.CLUSTER, "kafka-cluster")
+    assert _authorizer(tmp_path / "b", [], allow_if_no_acl=True).authorize("User:a", "h", Operation.READ,
+                                                                         ResourceType.TOPIC, "t")
+
+
+def test_authorize_any_topic_write_for_idempotence(tmp_path):
+    """KIP-679: WRITE on some topic lets a producer be idempotent, unless a DENY dominates every such ALLOW."""
+    from broker_embedded.acl import Operation, ResourceType
+    allowed = _authorizer(tmp_path / "a", [("TOPIC", "t1", "User:a", "WRITE")])
+    assert allowed.authorize_any("User:a", "h", Operation.WRITE, ResourceType.TOPIC)
+    dominated = _authorizer(tmp_path / "b", [("TOPIC", "app-1", "User:a", "WRITE"),
+                                             ("TOPIC", "app", "User:a", "WRITE", "DENY", "PREFIXED")])
+    assert not dominated.authorize_any("User:a", "h", Operation.WRITE, ResourceType.TOPIC)
+    assert not _authorizer(tmp_path / "c", [("TOPIC", "t1", "User:b", "WRITE")]).authorize_any(
+        "User:a", "h", Operation.WRITE, ResourceType.TOPIC)

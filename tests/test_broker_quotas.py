@@ -348,3 +348,26 @@ def test_java_admin_client_quotas(bootstrap, java_classpath):
         "unknown key InvalidRequestException",
         "after removal 0",
     ], res.stdout + res.stderr
+
+
+def test_quota_precedence(tmp_path):
+    """Kafka's order, most specific first, and which clients share a rate (the tags)."""
+    from broker_embedded.quotas import QuotaStore, entity_key
+    store = QuotaStore(str(tmp_path))
+    levels = [
+        ([("user", "alice"), ("client-id", "app")], 1),
+        ([("user", "alice"), ("client-id", None)], 2),
+        ([("user", "alice")], 3),
+        ([("user", None), ("client-id", "app")], 4),
+        ([("user", None), ("client-id", None)], 5),
+        ([("user", None)], 6),
+        ([("client-id", "app")], 7),
+        ([("client-id", None)], 8),
+    ]
+    store.alter([(entity_key(e), {"producer_byte_rate": v}) for e, v in levels])
+    expected_tags = [("alice", "app"), ("alice", "app"), ("alice", ""), ("alice", "app"), ("alice", "app"),
+                     ("alice", ""), ("", "app"), ("", "app")]
+    for (entity, value), tags in zip(levels, expected_tags):
+        assert store.lookup("producer_byte_rate", "alice", "app") == (value, tags)
+        store.alter([(entity_key(entity), {"producer_byte_rate": None})])  # the next level shows through
+    assert store.lookup("producer_byte_rate", "alice", "app") is None
