@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable
 
-from ..state.segments import encode_time, decode_time
+from ..state.segments import decode_time, encode_time, key_prefix
 from ..topology.graph import Node
 from .versioned import VersionedTable
 
@@ -103,8 +103,6 @@ def value_getter(node: Node, ctx: Any) -> Callable[[Any], tuple[Any, int] | None
             rv, rt = rrow if rrow is not None else (None, _NO_TIME)
             return joiner(lv, rv), max(lt, rt)
         return get
-    if op == "fk_result":
-        return node.attrs["getter"](ctx)
     raise ValueError(f"{node.name} ({op}) is not a table that can be looked up")
 
 
@@ -306,8 +304,157 @@ def build_table_merge(node: Node, ctx: Any, down: Process) -> Process:
     return down
 
 
+# ---- foreign-key table-table (see dsl.fk_join) ----
+#
+# subscription = instruction (1) | hash of the left value (16, or one 0x00 byte for none) | left key bytes
+# response     = hash (as above) | 0x00 (no right row) or 0x01 + right value bytes
+
+DELETE_KEY_AND_PROPAGATE, DELETE_KEY_NO_PROPAGATE = b"D", b"d"
+PROPAGATE_NULL_IF_NO_FK_VAL, PROPAGATE_ONLY_IF_FK_VAL = b"N", b"O"
+
+
+def _hash(data: bytes | None) -> bytes:
+    import hashlib
+    return b"\x00" if data is None else b"\x01" + hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _split_hash(data: bytes) -> tuple[bytes, bytes]:
+    n = 1 if data[:1] == b"\x00" else 17
+    return data[:n], data[n:]
+
+
+def _response(hash_: bytes, right: bytes | None) -> bytes:
+    return hash_ + (b"\x00" if right is None else b"\x01" + right)
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    return prefix + b"\xff" * 9   # past every "prefix | left key" (keys in the store are length-prefixed)
+
+
+def build_fk_send(node: Node, ctx: Any, down: Process) -> Process:
+    """SubscriptionSendProcessor: a left update sends subscription instructions to the foreign keys' partitions."""
+    a = node.attrs
+    fk, left_join = a["foreign_key"], a["how"] == "left"
+    vs, fks, ks = a["left_value_serde"].serialize, a["fk_serde"].serialize, a["left_key_serde"].serialize
+
+    def process(k, v):
+        if k is None or not ctx.latest:
+            return
+        old = ctx.old
+        h = _hash(vs(v) if v is not None else None)
+        kb = ks(k)
+
+        def send(foreign, instruction):
+            down(foreign, instruction + h + kb)
+        if left_join:
+            if old is not None:
+                old_fk = fk(old)
+                new_fk = fk(v) if v is not None else None
+                if old_fk is not None and fks(new_fk) != fks(old_fk):
+                    send(old_fk, DELETE_KEY_NO_PROPAGATE)
+                send(new_fk, PROPAGATE_NULL_IF_NO_FK_VAL)
+            elif v is not None:
+                send(fk(v), PROPAGATE_NULL_IF_NO_FK_VAL)
+            return
+        if old is not None:
+            old_fk = fk(old)
+            new_fk = fk(v) if v is not None else None
+            if old_fk is None and new_fk is None:
+                return
+            if old_fk is None:
+                send(new_fk, PROPAGATE_ONLY_IF_FK_VAL)
+            elif new_fk is None:
+                send(old_fk, DELETE_KEY_AND_PROPAGATE)
+            elif fks(new_fk) != fks(old_fk):
+                send(old_fk, DELETE_KEY_NO_PROPAGATE)
+                send(new_fk, PROPAGATE_NULL_IF_NO_FK_VAL)
+            else:
+                send(new_fk, PROPAGATE_ONLY_IF_FK_VAL)
+        elif v is not None:
+            new_fk = fk(v)
+            if new_fk is not None:
+                send(new_fk, PROPAGATE_ONLY_IF_FK_VAL)
+    return process
+
+
+def build_fk_subscribe(node: Node, ctx: Any, down: Process) -> Process:
+    """SubscriptionReceiveProcessor + SubscriptionJoinProcessor: record the subscription (or forget it), then
+    answer with the right row as the instruction says."""
+    a = node.attrs
+    store_name = a["stores"][0].name
+    fks = a["fk_serde"].serialize
+    right = value_getter(a["right"], ctx)
+    rvs, kd = a["right_value_serde"].serialize, a["left_key_serde"].deserialize
+
+    def process(fk_key, wrapper):
+        if wrapper is None:
+            return
+        instruction = wrapper[:1]
+        h, kb = _split_hash(wrapper[1:])
+        ts = ctx.timestamp
+        if fk_key is None:
+            if instruction != PROPAGATE_NULL_IF_NO_FK_VAL:
+                return
+            row = None
+        else:
+            store = ctx.task.stores[store_name]
+            skey = key_prefix(fks(fk_key)) + kb
+            if instruction in (DELETE_KEY_AND_PROPAGATE, DELETE_KEY_NO_PROPAGATE):
+                store.delete(skey)
+            else:
+                store.put(skey, _pack_ts(ts) + h)
+            row = right(fk_key)
+        result_ts = ts if row is None else max(ts, row[1])
+        if instruction == DELETE_KEY_AND_PROPAGATE:
+            _forward(ctx, down, kd(kb), _response(h, None), result_ts)
+        elif instruction == PROPAGATE_NULL_IF_NO_FK_VAL:
+            _forward(ctx, down, kd(kb), _response(h, None if row is None else rvs(row[0])), result_ts)
+        elif instruction == PROPAGATE_ONLY_IF_FK_VAL and row is not None:
+            _forward(ctx, down, kd(kb), _response(h, rvs(row[0])), result_ts)
+    return process
+
+
+def build_fk_right(node: Node, ctx: Any, down: Process) -> Process:
+    """ForeignTableJoinProcessor: a right update is sent to every left row subscribed to its key."""
+    a = node.attrs
+    store_name, fks, rvs = a["stores"][0].name, a["fk_serde"].serialize, a["right_value_serde"].serialize
+    kd = a["left_key_serde"].deserialize
+
+    def process(k, v):
+        if k is None or not ctx.latest:
+            return
+        prefix = key_prefix(fks(k))
+        right = None if v is None else rvs(v)
+        for skey, stored in list(ctx.task.stores[store_name].range(prefix, _prefix_end(prefix))):
+            if skey.startswith(prefix):
+                down(kd(skey[len(prefix):]), _response(stored[8:], right))
+    return process
+
+
+def build_fk_response(node: Node, ctx: Any, down: Process) -> Process:
+    """ResponseJoinProcessor: join the response with the left row, unless the row changed since (stale hash)."""
+    a = node.attrs
+    left, left_join, joiner = value_getter(a["left"], ctx), a["how"] == "left", a["joiner"]
+    lvs, rvd = a["left_value_serde"].serialize, a["right_value_serde"].deserialize
+
+    def process(k, data):
+        if data is None:
+            return
+        h, rest = _split_hash(data)
+        row = left(k)
+        if _hash(None if row is None else lvs(row[0])) != h:
+            return                      # the left row changed since: a newer response is on its way
+        right = None if rest[:1] == b"\x00" else rvd(rest[1:])
+        if right is None and (not left_join or row is None):
+            down(k, None)
+        else:
+            down(k, joiner(None if row is None else row[0], right))
+    return process
+
+
 JOIN_OPS = {"stream_stream_join": build_stream_stream_join, "stream_table_join": build_stream_table_join,
-            "table_table_join": build_table_table_join, "table_merge": build_table_merge}
+            "table_table_join": build_table_table_join, "table_merge": build_table_merge, "fk_send": build_fk_send,
+            "fk_subscribe": build_fk_subscribe, "fk_right": build_fk_right, "fk_response": build_fk_response}
 
 
 def build_join(node: Node, ctx: Any, down: Process) -> Process:

@@ -10,6 +10,7 @@ the worker (`Worker.commit`); this module only does each step.
 from __future__ import annotations
 
 import logging
+import struct
 from typing import Any, Iterator
 
 from ..state import (Checkpoint, KeyValueStore, MemoryBackend, RocksBackend, SessionStore, StateDirectory,
@@ -18,6 +19,7 @@ from ..topology.compiler import SubTopology, Topology
 from ..topology.stores import StoreSpec
 
 log = logging.getLogger(__name__)
+_TS = struct.Struct(">q")
 
 __all__ = ["TaskState", "TaskStates", "restore_topic", "task_name"]
 
@@ -161,8 +163,14 @@ class TaskStates:
         ctx = self.ctx
         logged = spec.source_topic is None and spec.changelog is not None
 
-        def on_change(key: bytes, value: bytes | None) -> None:
-            changes[key] = (value, ctx.timestamp)
+        if spec.timestamped:
+            # A table row is stored after its timestamp; its changelog record holds the plain value, with the
+            # row's timestamp as the record's (as Kafka Streams logs timestamped stores).
+            def on_change(key: bytes, value: bytes | None) -> None:
+                changes[key] = (None, ctx.timestamp) if value is None else (value[8:], _TS.unpack_from(value)[0])
+        else:
+            def on_change(key: bytes, value: bytes | None) -> None:
+                changes[key] = (value, ctx.timestamp)
 
         if self.state_dir is None:
             backend = MemoryBackend(f"{spec.name}/{task.name}")

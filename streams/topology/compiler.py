@@ -183,6 +183,9 @@ def compile_graph(graph: Graph, partition_counts: dict[str, int] | None = None) 
 
     # Resolve partition counts in dependency order: a repartition topic takes its writer's task count.
     writer_of = {n.topic.name: sub for sub in topo.subtopologies for n in sub.nodes if n.kind == "repartition"}
+    # Internal topics partitioned like another topic (a foreign-key join's subscription and response topics).
+    like = {n.topic.name: n.attrs["partitions_like"] for sub in topo.subtopologies for n in sub.nodes
+            if n.kind == "repartition" and n.attrs.get("partitions_like") is not None}
     resolving: set[int] = set()
 
     def count_of(topic: Topic) -> int | None:
@@ -190,6 +193,8 @@ def compile_graph(graph: Graph, partition_counts: dict[str, int] | None = None) 
             return topic.partitions
         if topic.name in counts:
             return counts[topic.name]
+        if topic.name in like:
+            return count_of(like[topic.name])
         if topic.internal and topic.name in writer_of:
             return tasks_of(writer_of[topic.name])
         return None

@@ -57,11 +57,11 @@ class StoreSpec:
             raise TopologyError(f"{self.kind} store {self.name!r} needs a retention in ms, got {self.retention_ms!r}")
 
     def restore_pair(self, key: bytes | None, value: bytes | None, timestamp: int) -> tuple:
-        """A changelog record as the store holds it: a table read from a topic stores the record's timestamp
-        beside the value (timestamped) or a version per timestamp (versioned); a changelog already has it."""
-        if self.source_topic is None or key is None:
+        """A changelog record as the store holds it: a table's row is stored after the record's timestamp, and a
+        versioned table read from a topic keeps a version per timestamp."""
+        if key is None:
             return key, value
-        if self.history_ms is not None:
+        if self.history_ms is not None and self.source_topic is not None:
             from ..runtime.versioned import version_entry
             return version_entry(key, value, timestamp)
         if self.timestamped and value is not None:
