@@ -109,18 +109,19 @@ def create_topic(bootstrap: str, topic: str) -> None:
 
 @pytest.fixture(params=["java", "franz-go"])
 def member_factory(request):
-    """Start a member of the given client: (bootstrap, topic, group) -> MemberProcess."""
+    """Start a member of the given client: (bootstrap, topic, group, name[, instance id]) -> MemberProcess."""
     if request.param == "java":
         classpath = request.getfixturevalue("java_classpath")
         source = str(ROOT / "tests" / "java" / "GroupMember.java")
 
-        def start(bootstrap: str, topic: str, group: str, name: str) -> MemberProcess:
-            return MemberProcess(["java", "-cp", classpath, source, bootstrap, topic, group, "-"], name)
+        def start(bootstrap: str, topic: str, group: str, name: str, instance: str = "-") -> MemberProcess:
+            return MemberProcess(["java", "-cp", classpath, source, bootstrap, topic, group, instance], name)
     else:
         binary = str(request.getfixturevalue("franzcheck"))
 
-        def start(bootstrap: str, topic: str, group: str, name: str) -> MemberProcess:
-            return MemberProcess([binary, "member", bootstrap, topic, group], name)
+        def start(bootstrap: str, topic: str, group: str, name: str, instance: str = "-") -> MemberProcess:
+            return MemberProcess([binary, "member", bootstrap, topic, group, instance], name)
+    start.client = request.param
     return start
 
 
@@ -195,4 +196,36 @@ def test_killed_member_expires_after_the_session_timeout(session_bootstrap, topi
     finally:
         for m in (a, b):
             if m.proc.poll() is None:
+                m.kill()
+
+
+def test_static_member_restarts_into_its_partitions(bootstrap, topic_name, member_factory):
+    """Static members (group.instance.id): one stops (a clean close leaves with epoch -2) and a new process with
+    the same instance id takes its partitions back; the other member's partitions never move."""
+    if member_factory.client == "franz-go":
+        pytest.skip("franz-go's static members do not leave on Close (its InstanceID docs): a restart waits for "
+                    "the old member's session to expire, as on Kafka")
+    group = "g-" + uuid.uuid4().hex[:10]
+    create_topic(bootstrap, topic_name)
+    expected = produce(bootstrap, topic_name, 0, 100)
+    a = member_factory(bootstrap, topic_name, group, "a", "instance-a")
+    b = member_factory(bootstrap, topic_name, group, "b", "instance-b")
+    again = None
+    try:
+        wait_for(lambda: len(a.assigned) == 2 and len(b.assigned) == 2 and not a.assigned & b.assigned,
+                 90, a, b)
+        wait_for(lambda: set(a.values()) | set(b.values()) >= set(expected), 60, a, b)
+        a_partitions, b_partitions, b_lines = set(a.assigned), set(b.assigned), len(b.lines)
+        a.terminate()
+        again = member_factory(bootstrap, topic_name, group, "a-again", "instance-a")
+        wait_for(lambda: again.assigned == a_partitions, 90, again, b)
+        expected += produce(bootstrap, topic_name, 100, 100)
+        wait_for(lambda: set(a.values()) | set(b.values()) | set(again.values()) >= set(expected), 60, again, b)
+        assert b.assigned == b_partitions
+        assert not [line for line in b.lines[b_lines:] if line.split(" ")[0] in ("revoked", "lost")]
+        consumed = a.values() + b.values() + again.values()
+        assert sorted(consumed) == sorted(expected), "records consumed twice or lost"
+    finally:
+        for m in (a, b, again):
+            if m is not None and m.proc.poll() is None:
                 m.kill()

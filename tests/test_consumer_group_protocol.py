@@ -610,3 +610,23 @@ def test_group_config_sets_the_heartbeat_interval(bootstrap, group, topic_name):
     finally:
         a.close()
         c.close()
+
+
+def test_uniform_assignor_with_different_subscriptions(bootstrap, group, topic_name):
+    """A subscribes to one topic, B to both: every partition goes to a member subscribed to its topic, two each."""
+    one = create_topic(bootstrap, topic_name + "-1", 2)
+    two = create_topic(bootstrap, topic_name + "-2", 2)
+    a = Member(bootstrap, group, (topic_name + "-1",))
+    b = Member(bootstrap, group, (topic_name + "-1", topic_name + "-2"))
+    try:
+        heartbeat_until(a, lambda r: a.owned == {one: {0, 1}})
+        b.heartbeat()
+        deadline = time.monotonic() + 20
+        while not (a.owned == {one: {0, 1}} and b.owned == {two: {0, 1}} and a.epoch == b.epoch):
+            assert time.monotonic() < deadline, (a.owned, b.owned)
+            for member in (a, b):
+                assert member.heartbeat().error_code == ErrorCode.none
+            time.sleep(0.05)
+    finally:
+        a.close()
+        b.close()

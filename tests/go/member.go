@@ -13,12 +13,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// runMember is `franzcheck member BOOTSTRAP TOPIC GROUP`: one member of a consumer group using the consumer group
+// runMember is `franzcheck member BOOTSTRAP TOPIC GROUP [INSTANCE-ID|-]`: one member of a consumer group using the consumer group
 // protocol (KIP-848, the server-side "uniform" assignor through kgo.ServerSideBalancer). It prints the same lines as
 // tests/java/GroupMember.java ("assigned P,...", "revoked P,...", "record P OFFSET VALUE", "closed") and commits
 // synchronously after every poll. SIGTERM leaves the group cleanly.
 func runMember(args []string) {
 	bootstrap, topic, group := args[0], args[1], args[2]
+	var static []kgo.Opt
+	if len(args) > 3 && args[3] != "-" {
+		static = append(static, kgo.InstanceID(args[3]))
+	}
 	var mu sync.Mutex
 	owned := map[int32]bool{}
 	say := func(line string) {
@@ -41,7 +45,7 @@ func runMember(args []string) {
 		}
 		return out
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+	cl, err := kgo.NewClient(append(static, kgo.SeedBrokers(bootstrap), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.ServerSideBalancer(), kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -68,7 +72,7 @@ func runMember(args []string) {
 			if len(m[topic]) > 0 {
 				say("lost " + list(m[topic]))
 			}
-		}))
+		}))...)
 	if err != nil {
 		fail("member: %v", err)
 	}
