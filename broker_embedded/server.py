@@ -18,6 +18,7 @@ from .broker import Broker
 from .connections import ConnectionActivity, TooManyConnections
 from .inflight import HeldBytes
 from .protocol import MalformedRequest, Reply, codec, parse_header
+from .regions import Answer, splice, write_chunks
 from .security.listeners import Listener
 from .security.sasl import AuthenticationFailed, SaslAuthenticator
 from .security.session import Session
@@ -233,7 +234,9 @@ class KafkaServer:
                     log.warning("closing %s: %s", peer, response.reason)
                 writer.close()  # the reader then sees EOF and the client learns at once
                 return
-            if response is not None:
+            if isinstance(response, list):  # bytes and file regions
+                await write_chunks(writer, response)
+            elif response is not None:
                 writer.write(response)
                 await writer.drain()
 
@@ -269,10 +272,14 @@ class KafkaServer:
                     activity.end()
             if response is None:
                 return None
+            regions = None
+            if isinstance(response, Answer):  # records to send from their segment files (regions.py)
+                response, regions = response.entity, response.regions
             throttle = getattr(response, "throttle_time", None)
             if throttle and activity is not None:  # a quota was exceeded: mute the connection, or delay this answer
                 await activity.throttle(header.api_key, version, int(throttle.total_seconds() * 1000))
-            return c.encode(header.correlation_id, response)
+            data = c.encode(header.correlation_id, response)
+            return splice(data, regions, c.flexible) if regions else data
         except Exception:
             log.exception("closing %s: handler for API key %d v%d failed", peer, header.api_key, version)
             return _CLOSE

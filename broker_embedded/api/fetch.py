@@ -8,6 +8,7 @@ import datetime
 from kio.schema.errors import ErrorCode
 
 from ..log.partition import OffsetOutOfRange
+from ..regions import Answer, sendfile_allowed
 from ..quotas import user_of
 from . import RequestContext, handles
 from .access import READ, TOPIC, allowed
@@ -37,9 +38,10 @@ async def fetch(ctx: RequestContext, req):
     if throttle:
         quota.unrecord(user, client_id, total)
         responses = []
-    return ctx.reply("FetchResponse", throttle_time=datetime.timedelta(milliseconds=throttle),
-                     error_code=ErrorCode.none, session_id=0,
-                     responses=tuple(responses), node_endpoints=())
+    answer = ctx.reply("FetchResponse", throttle_time=datetime.timedelta(milliseconds=throttle),
+                       error_code=ErrorCode.none, session_id=0,
+                       responses=tuple(responses), node_endpoints=())
+    return Answer(answer) if sendfile_allowed(ctx.session) else answer
 
 
 def _read(ctx: RequestContext, req):
@@ -54,6 +56,8 @@ def _read(ctx: RequestContext, req):
     if quota_window is not None:  # no more than the client's quota allows in one window
         budget = min(budget, quota_window)
     min_one = True
+    # On a plain socket the records are sent from the segment files by sendfile (regions.py).
+    read = "read_region" if sendfile_allowed(ctx.session) else "read"
     total = 0
     logs = []
     responses = []
@@ -77,7 +81,7 @@ def _read(ctx: RequestContext, req):
             code = ErrorCode.none
             aborted = None
             try:
-                records = plog.read(fp.fetch_offset, max(0, min(fp.partition_max_bytes, budget)),
+                records = getattr(plog, read)(fp.fetch_offset, max(0, min(fp.partition_max_bytes, budget)),
                                     lso if committed else None, min_one)
             except OffsetOutOfRange:
                 code = ErrorCode.offset_out_of_range

@@ -15,6 +15,7 @@ from .cleaner_swap import recover_swaps
 from .durable import fsync_directory, write_atomically
 from .config import LogConfig
 from .records import iter_records
+from .region import FileRegion
 from .segment import Segment
 
 log = logging.getLogger(__name__)
@@ -250,12 +251,29 @@ class PartitionLog:
         """Batches from the one holding `offset`, at most `max_bytes` (but at least one whole batch unless
         `min_one` is false: then nothing when the first batch does not fit), and nothing at or past `upper`
         (default: the high watermark). Raises OffsetOutOfRange."""
+        found = self._range(offset, max_bytes, upper, min_one)
+        if found is None:
+            return b""
+        seg, pos, length = found
+        return seg.read(pos, pos + length)
+
+    def read_region(self, offset: int, max_bytes: int, upper: int | None = None,
+                    min_one: bool = True) -> FileRegion | bytes:
+        """What `read` returns, as a region of the segment file to send without copying it (b"" if nothing)."""
+        found = self._range(offset, max_bytes, upper, min_one)
+        if found is None:
+            return b""
+        seg, pos, length = found
+        return FileRegion(seg.fd, pos, length)
+
+    def _range(self, offset: int, max_bytes: int, upper: int | None, min_one: bool) -> tuple[Segment, int, int] | None:
+        """(segment, position, length) of what `read` returns, None for nothing."""
         hw = self.high_watermark
         if offset < self.log_start_offset or offset > hw:
             raise OffsetOutOfRange(offset)
         limit = hw if upper is None else min(upper, hw)
         if offset >= limit:
-            return b""
+            return None
         i = self._segment_index(offset)
         while i < len(self.segments):
             seg = self.segments[i]
@@ -264,15 +282,15 @@ class PartitionLog:
                 break
             i += 1
         else:
-            return b""
+            return None
         pos, first_size = found
         end = seg.size if limit >= seg.next_offset else seg.position_of(limit)
         if end <= pos or (not min_one and first_size > max_bytes):
-            return b""
+            return None
         length = min(end - pos, max(first_size, max_bytes))
         if pos + length == end and limit >= seg.next_offset:
             seg.remember_resume(seg.next_offset, end)
-        return seg.read(pos, pos + length)
+        return seg, pos, length
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record with timestamp >= `timestamp`, or None."""
