@@ -187,6 +187,9 @@ class QuotaStore:
         return None
 
 
+SENSOR_EXPIRY_MS = 3600_000  # Kafka drops a client's quota sensors after an hour without use
+
+
 class Rate:
     """Kafka's sampled rate: events per second over up to `samples` windows of `window_ms`, where a young rate
     counts as if samples - 1 whole windows had passed (so a first burst is not an infinite rate)."""
@@ -212,6 +215,9 @@ class Rate:
             s = self._s[self._current]
         s[2] += value
         s[1] = now
+
+    def last_event(self) -> float:
+        return max((s[1] for s in self._s), default=0.0)
 
     def _purge(self, now: float) -> None:
         expire = self.samples * self.window_ms
@@ -251,6 +257,7 @@ class ClientQuotaManager:
         self.static_default = static_default
         self._rates: dict[tuple[str, str], Rate] = {}
         self._clock = clock or (lambda: time.monotonic() * 1000.0)
+        self._next_expiry = 0.0
 
     @property
     def active(self) -> bool:
@@ -267,8 +274,18 @@ class ClientQuotaManager:
     def _rate(self, tags: tuple[str, str]) -> Rate:
         rate = self._rates.get(tags)
         if rate is None:
+            self._expire()
             rate = self._rates[tags] = Rate(self.config.samples, self.config.window_seconds * 1000)
         return rate
+
+    def _expire(self) -> None:
+        """Forget the rates of clients idle for an hour (checked at most once a minute, when a new one appears)."""
+        now = self._clock()
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + 60_000
+        for tags in [t for t, r in self._rates.items() if now - r.last_event() > SENSOR_EXPIRY_MS]:
+            del self._rates[tags]
 
     def record(self, user: str, client_id: str, value: float) -> int:
         """Record `value` bytes; the throttle time in ms (0 within the quota)."""
