@@ -160,14 +160,15 @@ def start_ours(data_dir: str | os.PathLike | None = None, *extra_args: str) -> I
 
 
 async def fill_keyed(bootstrap: str, topic: str, n: int, keys: int, partitions: int, step_ms: int,
-                     value_of: Callable[[int], dict]) -> None:
+                     value_of: Callable[[int], dict], end_ms: int | None = None) -> None:
     """n JSON records `value_of(i)` over `keys` keys into an existing topic, partitioned by murmur2 of the key (as
-    Kafka's default partitioner), timestamps `step_ms` apart and ending now; sent as whole batches."""
+    Kafka's default partitioner), timestamps `step_ms` apart and ending now (or at `end_ms`); sent as whole
+    batches."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.partitioner import murmur2
     key_bytes = [f"k{i}".encode() for i in range(keys)]
     part = [(murmur2(k) & 0x7FFFFFFF) % partitions for k in key_bytes]
-    base = int(time.time() * 1000) - n * step_ms
+    base = (int(time.time() * 1000) if end_ms is None else end_ms) - n * step_ms
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=1024 * 1024, linger_ms=5)
     await producer.start()
     batches = [producer.create_batch() for _ in range(partitions)]
