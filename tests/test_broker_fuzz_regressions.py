@@ -96,3 +96,20 @@ def test_an_array_longer_than_its_frame_closes_the_connection_not_the_broker(bro
         assert conn.call((18, 3), client_software_name="t", client_software_version="1").error_code == 0
     finally:
         conn.close()
+
+
+def test_metadata_v10_v11_refuse_topic_ids_and_null_names(bootstrap):
+    """v10-11 have a topic_id field they may not use: the handler echoed a null name into a response field that
+    cannot be null, and closed the connection. Kafka answers each topic INVALID_REQUEST (a null name as "")."""
+    conn = Conn(bootstrap)
+    try:
+        for version in (10, 11):
+            m = conn.m((3, version))
+            extra = {"include_cluster_authorized_operations": False} if version < 11 else {}
+            resp = conn.call((3, version), topics=(m.MetadataRequestTopic(topic_id=uuid.uuid4(), name=None),
+                                                   m.MetadataRequestTopic(topic_id=uuid.uuid4(), name="fuzz-a")),
+                             allow_auto_topic_creation=False, include_topic_authorized_operations=False, **extra)
+            assert [(t.name, t.error_code) for t in resp.topics] == [("", 42), ("fuzz-a", 42)]
+            assert resp.brokers == ()
+    finally:
+        conn.close()

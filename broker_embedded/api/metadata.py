@@ -50,6 +50,13 @@ def metadata(ctx: RequestContext, req):
         wanted = [(t.name, None) for t in broker.topics.topics.values()]
     else:
         wanted = [(t.name, getattr(t, "topic_id", None)) for t in req.topics]
+        if ctx.version < 12 and any(n is None or (i is not None and i != NO_TOPIC_ID) for n, i in wanted):
+            # v10-11 carry a topic_id field but may not use it (nor a null name): Kafka answers every topic
+            # INVALID_REQUEST, a null name as "", and lists no brokers.
+            return r("MetadataResponse", throttle_time=ZERO_MS, error_code=ErrorCode.none, brokers=(),
+                     cluster_id=None, controller_id=-1, cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS,
+                     topics=tuple(_topic_error(r, ErrorCode.invalid_request, "" if n is None else n,
+                                               NO_TOPIC_ID if i is None else i) for n, i in wanted))
     topics = []
     for name, topic_id in wanted:
         if name is None and topic_id is not None:
