@@ -122,6 +122,7 @@ class App:
         self.processing_guarantee = GUARANTEES[processing_guarantee]
         self.graph = Graph(id)
         self.builder = Builder(self.graph, self.topic)
+        self.builder.app = self
         self.topics: dict[str, Topic] = {}
         self.agents: dict[str, Agent] = {}
         self.timers: list[tuple[Callable, float]] = []

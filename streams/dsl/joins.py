@@ -40,10 +40,11 @@ def _check(joiner: Any, how: str, allowed: tuple) -> Callable:
     return joiner
 
 
-def _keyed(stream: "KStream", what: str) -> "KStream":
-    """The stream, repartitioned by its key first when an earlier operation changed the key."""
+def _keyed(stream: "KStream", what: str, key_serde: Any = None) -> "KStream":
+    """The stream, repartitioned by its key first when an earlier operation changed the key, with the key serde of
+    the side it joins (so that one key's bytes, hence its partition, are the same on both sides)."""
     if stream.key_changed:
-        return stream.repartition(f"{what}-repartition" if what else None)
+        return stream.repartition(f"{what}-repartition" if what else None, key_serde=key_serde)
     return stream
 
 
@@ -57,8 +58,10 @@ def stream_stream_join(left: "KStream", right: "KStream", joiner: Callable, wind
         raise TopologyError("cannot join streams of different apps")
     graph = left._builder.graph
     base = name or f"KSTREAM-{how.upper()}JOIN-{len(graph.nodes):010d}"
-    left = _keyed(left, f"{base}-left" if name else "")
-    right = _keyed(right, f"{base}-right" if name else "")
+    left_serde = right.key_serde if left.key_changed and not right.key_changed else None
+    right_serde = left.key_serde if right.key_changed and not left.key_changed else None
+    left = _keyed(left, f"{base}-left" if name else "", left_serde)
+    right = _keyed(right, f"{base}-right" if name else "", right_serde)
     retention = max(1, windows.retention_ms)
     this_store = StoreSpec(f"{base}-this-store", "window", left.key_serde, left.value_serde, retention_ms=retention,
                            window_size_ms=max(1, windows.size_ms))
@@ -108,7 +111,7 @@ def stream_table_join(stream: "KStream", table: "KTable", joiner: Callable, how:
         raise TopologyError("a stream cannot be joined with a windowed table")
     graph = stream._builder.graph
     base = name or f"KSTREAM-{how.upper()}JOIN-{len(graph.nodes):010d}"
-    stream = _keyed(stream, f"{base}-left" if name else "")
+    stream = _keyed(stream, f"{base}-left" if name else "", table.key_serde)
     node = graph.add("processor", op="stream_table_join", parents=[stream.node], name=name, table=table.node,
                      joiner=joiner, how=how, stores=table_stores(table), key_serde=stream.key_serde)
     return KStream(stream._builder, node, stream.key_serde, JsonSerde())

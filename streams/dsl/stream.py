@@ -28,6 +28,7 @@ class Builder:
     def __init__(self, graph: Graph, topic_factory: Callable[..., Topic]) -> None:
         self.graph = graph
         self.topic_factory = topic_factory
+        self.app: Any = None       # the App whose graph this is (for reads of its stores), set by the App
 
     def topic(self, topic: Topic | str) -> Topic:
         if isinstance(topic, Topic):

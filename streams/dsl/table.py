@@ -48,6 +48,24 @@ class KTable:
         node = self._builder.graph.add("processor", op=op, fn=fn, parents=[self.node], name=name, **attrs)
         return KTable(self._builder, node, self.key_serde, value_serde or self.value_serde, windows=self.windows)
 
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The table's current row for `key` in this worker (from an agent, a timer, a DSL function), or `default`.
+
+        Only a table with a store can be read (from a topic, or an aggregation); the key must live in a partition
+        this worker holds (`StoreNotHere` otherwise): an agent reading the table's topic, or a co-partitioned
+        one, always finds its records' keys here. A versioned table answers with its latest value."""
+        if self.store is None:
+            raise TopologyError(f"{self!r} has no store of its own to read (a derived or joined table): read the "
+                                "table it comes from, or materialize it with an aggregation")
+        app = self._builder.app
+        if self.store.history_ms is not None:
+            from ..runtime.versioned import VersionedTable
+            view = app.store(self.store.name)
+            kb = self.key_serde.serialize(key)
+            found = VersionedTable(self.store.history_ms).latest(view._locate(kb), kb)
+            return default if found is None or found[0] is None else self.value_serde.deserialize(found[0])
+        return app.store(self.store.name).get(key, default)
+
     def to_stream(self, name: str | None = None) -> "KStream":
         """The table's updates as a stream of `(key, value)` records (a deletion is `(key, None)`)."""
         from .stream import KStream

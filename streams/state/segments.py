@@ -88,10 +88,15 @@ class Segments:
         # Segments below `_dropped_below` are already range-deleted (None: nothing deleted since the store opened).
         self._dropped_below: int | None = None
         self.observed = MIN_TIME
+        # The latest time the database may hold: what reads look up to (`observed` may be below it after a reopen).
+        self.reach = MIN_TIME
         last = next(backend.range(reverse=True), None)
         if last is not None and last[0] != META_KEY:
-            # A lower bound of the stream time this database saw: the start of its newest segment.
-            self.observed = decode_time(last[0], 0) * interval_ms
+            # A lower bound of the stream time this database saw: the start of its newest segment; the segment's
+            # entries reach up to its end.
+            newest = decode_time(last[0], 0)
+            self.observed = newest * interval_ms
+            self.reach = (newest + 1) * interval_ms - 1
         self._committed = (self.observed, self._dropped_below)
 
     @property
@@ -120,7 +125,7 @@ class Segments:
     def live_segments(self, t_from: int, t_to: int) -> range:
         """The segments that may hold live times within [t_from, t_to]."""
         lo = max(t_from, self.cutoff)
-        hi = min(t_to, self.observed)
+        hi = min(t_to, max(self.observed, self.reach))
         if lo > hi:
             return range(0)
         return range(self.segment(lo), self.segment(hi) + 1)
