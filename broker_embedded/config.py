@@ -114,6 +114,8 @@ class BrokerConfig:
     # connection.failed.authentication.delay.ms: a failed authentication's connection closes this much later
     # (Kafka's default 100), which slows password guessing and lets the client read the error first.
     connection_failed_authentication_delay_ms: int = 100
+    # sasl.server.max.receive.size: the largest frame accepted before authentication (Kafka's default).
+    sasl_server_max_receive_size: int = 524288
     # SCRAM users created (or whose password is reset) at start: name -> password, or (password, mechanism).
     scram_users: dict[str, object] = field(default_factory=dict)
 

@@ -110,6 +110,10 @@ class KafkaServer:
                     await _put(pending, _closing(f"request of {size} bytes exceeds socket.request.max.bytes {limit}"),
                                sender)
                     break
+                if not session.authenticated and size > self.broker.config.sasl_server_max_receive_size:
+                    # Kafka's sasl.server.max.receive.size: nobody unauthenticated makes us hold a large frame.
+                    log.info("closing %s: failing SASL authentication due to invalid receive size %d", peer, size)
+                    break
                 await held.room_for(size)
                 frame = await reader.readexactly(size)
                 if not session.authenticated:  # a SASL listener's connection, before (re-)authentication

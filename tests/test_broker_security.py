@@ -729,3 +729,15 @@ def test_custom_listener_names_and_advertised_addresses(only_embedded, tmp_path)
             assert ("EXTERNAL", "127.0.0.1", "User:alice") in broker.connections()
     finally:
         broker.stop_thread()
+
+
+def test_large_frame_before_authentication_closes_the_connection(secured):
+    """sasl.server.max.receive.size (512 KiB): an unauthenticated client cannot make the broker read a large
+    frame; the connection closes at the size."""
+    import socket
+    import struct
+
+    host, port = secured.listener_address("SASL_PLAINTEXT").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", 524289) + b"\0" * 1000)
+        assert s.recv(10) == b""  # closed without an answer
