@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 import uuid
 
 from confluent_kafka import Producer
@@ -24,6 +25,15 @@ def _create(conn: Conn, name: str, partitions: int) -> uuid.UUID:
                                                      assignments=(), configs=()),), timeout=30_000 * MS,
                   validate_only=False)
     assert r.topics[0].error_code == ErrorCode.none, r
+    # Kafka answers CreateTopics before its metadata cache has the topic: wait until Metadata shows it.
+    mm = conn.m((3, 12))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        md = conn.call((3, 12), topics=(mm.MetadataRequestTopic(topic_id=None, name=name),),
+                       allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+        if md.topics[0].error_code == ErrorCode.none and len(md.topics[0].partitions) == partitions:
+            break
+        time.sleep(0.05)
     return r.topics[0].topic_id
 
 
