@@ -15,9 +15,10 @@ Every kind of join Kafka Streams has, each join type it offers for that kind:
 The joiner writes "l|r" ("null" for a missing side); table joins write None where they delete a result.
 
 Random input (seeded; `JOIN_SEEDS=n` changes how many seeds, 200 by default; `JOIN_SEED=s` runs one): 30-60
-records over the topics "left" and "right", three or four keys so that matches happen, timestamps on a 500 ms grid
+records over the topics "left" and "right", two to four keys so that matches happen, timestamps on a 500 ms grid
 (ties) with records out of order and some late beyond every grace period, None values (tombstones for tables, null
-values for streams) and some None keys; foreign keys change as left rows are updated.
+values for streams) and some None keys; foreign keys change as left rows are updated. Seeds take turns through a
+few input profiles (PROFILES: dense, late, null-heavy, repeated values).
 
 The outputs are compared exactly, in order: with one partition, Kafka Streams' order is fully determined by its
 input (the order of records from one input record included, e.g. the unmatched records a left/outer stream-stream
@@ -115,16 +116,24 @@ def run_theirs(kind: str, join: str, records, **params) -> list[tuple]:
 
 # ---- random input ----
 
-def timestamps(rng: random.Random, n: int, late_after: int):
+# Input profiles, one per seed in turn: the base mix; dense (two keys, many ties, small steps); late (a third of the
+# records far behind stream time); nulls (many None keys and values); repeats (keys and values drawn from a few, so
+# tables see identical updates and foreign-key rows keep or return to a foreign key).
+PROFILES = ("base", "dense", "late", "nulls", "repeats")
+
+
+def timestamps(rng: random.Random, n: int, late_after: int, profile: str = "base"):
     """n timestamps on the grid: mostly increasing (ties included), 30% out of order by less than `late_after` grid
-    steps, 10% late by more (past every grace period and window here)."""
+    steps, 10% late by more (past every grace period and window here); "dense" and "late" profiles shift this."""
+    steps = [0, 0, 0, 1, 1] if profile == "dense" else [0, 0, 1, 1, 2, 3, 6]
+    in_order, near = {"late": (0.45, 0.65)}.get(profile, (0.6, 0.9))
     now = 0
     for _ in range(n):
-        now += rng.choice([0, 0, 1, 1, 2, 3, 6]) * GRID
+        now += rng.choice(steps) * GRID
         r = rng.random()
-        if r < 0.6:
+        if r < in_order:
             yield now
-        elif r < 0.9:
+        elif r < near:
             yield max(0, now - rng.randrange(1, late_after) * GRID)
         else:
             yield max(0, now - rng.randrange(late_after, 4 * late_after) * GRID)
@@ -132,19 +141,22 @@ def timestamps(rng: random.Random, n: int, late_after: int):
 
 def random_records(kind: str, seed: int) -> tuple:
     rng = random.Random(f"{kind}-{seed}")
+    profile = PROFILES[seed % len(PROFILES)]
     n = rng.randint(30, 60)
-    keys = "abc" if rng.random() < 0.5 else "abcd"
-    null_key = rng.choice([0.0, 0.03, 0.08])
-    null_value = rng.choice([0.0, 0.05, 0.12])
+    keys = "ab" if profile == "dense" else "abc" if rng.random() < 0.5 else "abcd"
+    null_key = 0.15 if profile == "nulls" else rng.choice([0.0, 0.03, 0.08])
+    null_value = 0.2 if profile == "nulls" else rng.choice([0.0, 0.05, 0.12])
+    values = (lambda: rng.choice((1, 2, 3))) if profile == "repeats" else (lambda: rng.randint(1, 99))
     records = []
-    for ts in timestamps(rng, n, late_after=8):
+    for ts in timestamps(rng, n, late_after=8, profile=profile):
         topic = "left" if rng.random() < 0.5 else "right"
         key = None if rng.random() < null_key else rng.choice(keys)
-        value = None if rng.random() < null_value else rng.randint(1, 99)
+        value = None if rng.random() < null_value else values()
         if kind in ("fk", "stream-globaltable"):
             if topic == "left" and value is not None:
                 # Foreign keys r1..r5; the right side only ever has r1..r4 (and some keys nobody refers to).
-                value = rng.randint(1, 5) * 1000 + rng.randrange(1000)
+                value = (rng.randint(1, 5) * 1000 + rng.randrange(1000) if profile != "repeats"
+                         else rng.choice((1000, 1001, 2000, 5000)))
             elif topic == "right":
                 key = None if key is None else rng.choice(["r1", "r2", "r3", "r4", "r1", "r2", "r9"])
         records.append((topic, key, value, ts))
