@@ -107,6 +107,8 @@ class BrokerConfig:
     ssl_key_password: str | None = None  # ssl.key.password: decrypts the private key
     ssl_truststore_location: str | None = None  # PEM CA certificates for client certificates
     ssl_client_auth: str = "none"  # ssl.client.auth: none | requested | required
+    # ssl.principal.mapping.rules: client certificate subject -> user name, e.g. "RULE:^CN=(.*?),.*$/$1/,DEFAULT"
+    ssl_principal_mapping_rules: str = "DEFAULT"
     sasl_enabled_mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
     # SASL/PLAIN users, name -> password (Kafka's JAAS user_<name>="<password>"; see sasl.parse_jaas_users).
     sasl_plain_users: dict[str, str] = field(default_factory=dict)
@@ -154,6 +156,9 @@ class BrokerConfig:
         if self.ssl_client_auth not in ("none", "requested", "required"):
             raise ValueError(f"Invalid value {self.ssl_client_auth!r} for ssl.client.auth: expected none, "
                              "requested or required")
+        from .security.tls import PrincipalMapper
+
+        PrincipalMapper(self.ssl_principal_mapping_rules)  # ValueError for a rule Kafka would not parse
         if self.listeners is not None:
             listeners = parse_listeners(self.listeners, self.listener_security_protocol_map, self.advertised_listeners)
             if any(listener.tls for listener in listeners):  # unusable key or certificate files: say so now

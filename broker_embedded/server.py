@@ -22,7 +22,7 @@ from .regions import Answer, splice, write_chunks
 from .security.listeners import Listener
 from .security.sasl import AuthenticationFailed, SaslAuthenticator
 from .security.session import Session
-from .security.tls import peer_principal
+from .security.tls import NoMatchingRule, PrincipalMapper, peer_principal
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class KafkaServer:
         self.listener = listener or Listener("PLAINTEXT", "PLAINTEXT", host, port)
         self.ssl_context = ssl_context
         self.sessions: dict[asyncio.Task, Session] = {}  # open connections, by their serving task
+        self.principal_mapper = PrincipalMapper(broker.config.ssl_principal_mapping_rules)
         self.handlers = load_handlers()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
@@ -89,7 +90,7 @@ class KafkaServer:
         peername = writer.get_extra_info("peername")[:2]
         peer = "%s:%s" % peername
         session = self._session(peername[0], writer)
-        if not await self._admit(session.client_host, peer):
+        if session is None or not await self._admit(session.client_host, peer):
             writer.close()
             self._connections.discard(task)
             return
@@ -164,7 +165,8 @@ class KafkaServer:
             return False
         return True
 
-    def _session(self, client_host: str, writer: asyncio.StreamWriter) -> Session:
+    def _session(self, client_host: str, writer: asyncio.StreamWriter) -> Session | None:
+        """The connection's security state; None refuses it (no ssl.principal.mapping.rules rule applies)."""
         listener = self.listener
         session = Session(listener=listener.name, security_protocol=listener.protocol, client_host=client_host)
         if listener.sasl:
@@ -173,7 +175,11 @@ class KafkaServer:
             session.authenticator = SaslAuthenticator(session, cfg.sasl_enabled_mechanisms, cfg.sasl_plain_users,
                                                       self.broker.scram, cfg.connections_max_reauth_ms)
         elif listener.tls:
-            session.principal = peer_principal(writer.get_extra_info("ssl_object"))
+            try:
+                session.principal = peer_principal(writer.get_extra_info("ssl_object"), self.principal_mapper)
+            except NoMatchingRule as exc:
+                log.warning("closing %s:%s: %s", client_host, writer.get_extra_info("peername")[1], exc)
+                return None
         task = asyncio.current_task()
         self.sessions[task] = session
         task.add_done_callback(self._forget)

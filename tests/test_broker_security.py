@@ -741,3 +741,23 @@ def test_large_frame_before_authentication_closes_the_connection(secured):
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(struct.pack(">i", 524289) + b"\0" * 1000)
         assert s.recv(10) == b""  # closed without an answer
+
+
+async def test_ssl_principal_mapping_rules(only_embedded, pki, tmp_path):
+    """ssl.principal.mapping.rules: the first rule matching the whole subject DN names the user (L lower-cases);
+    a certificate no rule matches is refused; a rule Kafka would not parse is refused at start."""
+    rules = r"RULE:^CN=(.*?),OU=(.*?),.*$/$1@$2/U, RULE:^O=nothing$/x/"
+    async with EmbeddedBroker(**{**_settings(pki, tmp_path / "a"), "ssl_principal_mapping_rules": rules}) as broker:
+        writer = await _connect_tls(broker.listener_address("SSL"), _ssl_context(pki, client_cert=True))
+        try:
+            assert [p for name, _h, p in broker.connections() if name == "SSL"] == ["User:ALICE@ENG"]
+        finally:
+            writer.close()
+    strict = r"RULE:^CN=(.*?),OU=ServiceUsers,.*$/$1/"
+    async with EmbeddedBroker(**{**_settings(pki, tmp_path / "b"), "ssl_principal_mapping_rules": strict}) as broker:
+        with pytest.raises((ConnectionError, asyncio.IncompleteReadError, ssl.SSLError)):
+            await _connect_tls(broker.listener_address("SSL"), _ssl_context(pki, client_cert=True))
+        writer = await _connect_tls(broker.listener_address("SSL"), _ssl_context(pki))  # no certificate: anonymous
+        writer.close()
+    with pytest.raises(ValueError, match="Invalid rule"):
+        EmbeddedBroker(**{**_settings(pki, tmp_path / "c"), "ssl_principal_mapping_rules": "RULE:abc"})

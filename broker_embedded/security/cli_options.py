@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ssl-truststore", metavar="PEM", help="CA certificates that client certificates must chain to")
     g.add_argument("--ssl-client-auth", choices=["none", "requested", "required"], default="none",
                    help="ask TLS clients for a certificate (ssl.client.auth; default none)")
+    g.add_argument("--ssl-principal-mapping-rules", metavar="RULES", default="DEFAULT",
+                   help="client certificate subject -> user name, Kafka's ssl.principal.mapping.rules, "
+                        "e.g. 'RULE:^CN=(.*?),.*$/$1/,DEFAULT'")
     g.add_argument("--sasl-mechanisms", metavar="LIST", default="PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
                    help="sasl.enabled.mechanisms (default PLAIN,SCRAM-SHA-256,SCRAM-SHA-512)")
     g.add_argument("--plain-user", action="append", default=[], metavar="NAME:PASSWORD",
@@ -49,6 +52,7 @@ def settings_from(args: argparse.Namespace) -> dict:
         if getattr(args, option):
             out[name] = getattr(args, option)
     out["ssl_client_auth"] = args.ssl_client_auth
+    out["ssl_principal_mapping_rules"] = args.ssl_principal_mapping_rules
     out["sasl_enabled_mechanisms"] = tuple(m for m in args.sasl_mechanisms.split(",") if m.strip())
     users: dict[str, str] = {}
     if args.plain_users_file:

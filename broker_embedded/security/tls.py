@@ -8,6 +8,7 @@ Kafka's keystore and truststore become PEM files: `ssl_keystore_location` holds 
 
 from __future__ import annotations
 
+import re
 import ssl
 
 from .session import ANONYMOUS
@@ -84,11 +85,86 @@ def subject_dn(der_certificate: bytes) -> str:
     return ",".join(rdns)
 
 
-def peer_principal(ssl_object: ssl.SSLObject | None) -> str:
-    """"User:<subject DN>" for a verified client certificate, else User:ANONYMOUS (Kafka's default builder)."""
+class NoMatchingRule(ValueError):
+    """No ssl.principal.mapping.rules rule applies to a certificate's subject: the connection is refused."""
+
+
+# Kafka's SslPrincipalMapper grammar: DEFAULT, or RULE:pattern/replacement/[LU], comma-separated.
+_RULE = r"(DEFAULT)|RULE:((?:\\.|[^\\/])*)/((?:\\.|[^\\/])*)/([LU]?).*?|(.*?)"
+_SPLITTER = re.compile(r"\s*(" + _RULE + r")\s*(?:,\s*|$)")
+_PARSER = re.compile(_RULE)
+
+
+class PrincipalMapper:
+    """ssl.principal.mapping.rules: turns a certificate's subject DN into the user name, as Kafka does; the first
+    rule that matches the whole DN wins. Raises ValueError for a rule Kafka would not parse."""
+
+    def __init__(self, rules: str | None = "DEFAULT") -> None:
+        self.text = rules or "DEFAULT"
+        self.rules: list[tuple[re.Pattern, str, str] | None] = []  # None: DEFAULT
+        for m in _SPLITTER.finditer(self.text.strip()):
+            rule = m.group(1)
+            p = _PARSER.match(rule)
+            if p is None or p.end() != len(rule):
+                raise ValueError(f"Invalid rule: `{rule}` in ssl.principal.mapping.rules")
+            if p.group(1):
+                self.rules.append(None)
+            elif p.group(2) is not None:
+                try:
+                    pattern = re.compile(p.group(2))
+                except re.error as exc:
+                    raise ValueError(f"Invalid rule: `{rule}` in ssl.principal.mapping.rules: {exc}") from None
+                self.rules.append((pattern, p.group(3), p.group(4)))
+
+    def name(self, dn: str) -> str:
+        for rule in self.rules:
+            if rule is None:
+                return dn
+            pattern, replacement, case = rule
+            m = pattern.fullmatch(dn)
+            if m is None:
+                continue
+            name = _expand(m, replacement)
+            return name.lower() if case == "L" else name.upper() if case == "U" else name
+        raise NoMatchingRule(f"No rules apply to {dn}, rules {self.text}")
+
+
+def _expand(m: re.Match, replacement: str) -> str:
+    """A Java regex replacement: $n is group n (a number past the groups loses digits, as Kafka's mapper
+    reads it, and is literal if none is left), a backslash escapes the next character."""
+    out, i, groups = [], 0, m.re.groups
+    while i < len(replacement):
+        ch = replacement[i]
+        if ch == "\\" and i + 1 < len(replacement):
+            out.append(replacement[i + 1])
+            i += 2
+        elif ch == "$" and i + 1 < len(replacement) and replacement[i + 1].isdigit():
+            j = i + 1
+            while j < len(replacement) and replacement[j].isdigit():
+                j += 1
+            digits = replacement[i + 1:j]
+            while len(digits) > 1 and int(digits) > groups:
+                digits, j = digits[:-1], j - 1
+            if int(digits) > groups:
+                out.append("$")
+                i += 1
+                continue
+            out.append(m.group(int(digits)) or "")
+            i = j
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def peer_principal(ssl_object: ssl.SSLObject | None, mapper: PrincipalMapper | None = None) -> str:
+    """"User:<subject DN>" for a verified client certificate (through `mapper`, Kafka's
+    ssl.principal.mapping.rules), else User:ANONYMOUS, as Kafka's default principal builder. Raises
+    NoMatchingRule when no rule applies."""
     if ssl_object is None:
         return ANONYMOUS
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
         return ANONYMOUS
-    return "User:" + subject_dn(der)
+    dn = subject_dn(der)
+    return "User:" + (mapper.name(dn) if mapper is not None else dn)
