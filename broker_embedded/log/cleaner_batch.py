@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Callable, Iterator
+from typing import Iterator
 
+from aiokafka.record.default_records import DefaultRecordBatch
 from crc32c import crc32c
 
 from .batch import HEADER_SIZE, TIMESTAMP_LOG_APPEND, BatchHeader, parse_header
 from .records import COMMIT, SNAPPY, XERIAL_MAGIC, compress, control_marker, decompress
 
 _HEAD = struct.Struct(">qiibIhiqqqhii")
+_ATTRIBUTES = struct.Struct(">h")
+# aiokafka's reader may read a few bytes past a varint that runs off its buffer: it always gets zero padding.
+_PAD = bytes(16)
 
 
 def iter_file_headers(path: str, size: int) -> Iterator[tuple[int, BatchHeader]]:
@@ -63,33 +67,33 @@ def records_body(raw: bytes, header: BatchHeader) -> bytes:
     return decompress(header.compression, raw[HEADER_SIZE:])
 
 
-def iter_raw_records(body: bytes, count: int, pause: Callable[[], None] | None = None,
-                     every: int = 100) -> Iterator[tuple[int, int, int, int, bytes | None, bool]]:
-    """Yield (start, end, timestamp delta, offset delta, key, is tombstone) for each record of a records section;
-    body[start:end] is the record's whole encoding, length prefix included. `pause` is called after every `every`
-    records (a batch may hold ten thousand records: the cleaner must not hold the GIL for all of them)."""
+def read_records(raw: bytes, header: BatchHeader, body: bytes):
+    """An iterator over the batch's records, parsed by aiokafka's C reader (each has .offset, .key, .value,
+    .timestamp): the cleaner's per-record work without a Python loop over varints. `body` is
+    `records_body(raw, header)`. Keep no record past its turn: the reader reuses their memory."""
+    if header.compression:
+        head = bytearray(raw[:HEADER_SIZE])
+        _ATTRIBUTES.pack_into(head, 21, header.attributes & ~0x07)
+        buf = bytes(head) + body + _PAD
+    else:
+        buf = bytes(raw[: header.size]) + _PAD
+    return DefaultRecordBatch(memoryview(buf)[: len(buf) - len(_PAD)])
+
+
+def record_spans(body: bytes, count: int) -> list[tuple[int, int]]:
+    """(start, end) of each record's whole encoding in a records section: only the length prefixes are read."""
+    spans = []
     pos = 0
-    countdown = every
     for _ in range(count):
-        if pause is not None:
-            countdown -= 1
-            if not countdown:
-                countdown = every
-                pause()
-        length, p = _varint(body, pos)
-        end = p + length
-        p += 1  # record attributes
-        ts_delta, p = _varint(body, p)
-        off_delta, p = _varint(body, p)
-        klen, p = _varint(body, p)
-        if klen >= 0:
-            key = body[p : p + klen]
-            p += klen
+        b = body[pos]
+        if b < 0x80:
+            end = pos + 1 + ((b >> 1) ^ -(b & 1))
         else:
-            key = None
-        vlen, p = _varint(body, p)
-        yield pos, end, ts_delta, off_delta, key, vlen < 0
+            length, p = _varint(body, pos)
+            end = p + length
+        spans.append((pos, end))
         pos = end
+    return spans
 
 
 def control_type(raw: bytes, header: BatchHeader) -> int:

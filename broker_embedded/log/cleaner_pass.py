@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .batch import HEADER_SIZE, BatchHeader
-from .cleaner_batch import (control_type, iter_file_headers, iter_raw_records,
-                            placeholder_batch, read_batch, records_body, rewrite_batch)
+from .cleaner_batch import (control_type, iter_file_headers, placeholder_batch, read_batch, read_records,
+                            record_spans, records_body, rewrite_batch)
 from .records import ABORT
 from .cleaner_swap import cleaned_paths, commit_swap, complete_swap
-from .cleaner_throttle import YIELD_EVERY_RECORDS, IoThrottle
+from .cleaner_throttle import IoThrottle
 from .segment import Segment, iter_file_batches
 
 log = logging.getLogger(__name__)
@@ -139,12 +139,13 @@ def build_offset_map(job: CleanJob, infos: list[SegmentInfo], facts: _LogFacts, 
                 raise CleaningAborted()
             if h.is_control or h.last_offset < log_start or h.base_offset in facts.aborted:
                 continue
-            base = h.base_offset
             throttle.account(h.size)
-            for _s, _e, _t, off_delta, key, _tomb in iter_raw_records(records_body(raw, h), h.record_count,
-                                                                      throttle.records, YIELD_EVERY_RECORDS):
-                if key is not None and base + off_delta >= log_start:
-                    latest[key] = base + off_delta
+            records = read_records(raw, h, records_body(raw, h))
+            if h.base_offset >= log_start:  # offsets only grow: the last record of a key wins
+                latest.update([(r.key, r.offset) for r in records if r.key is not None])
+            else:
+                latest.update([(r.key, r.offset) for r in records if r.key is not None and r.offset >= log_start])
+            throttle.records()
     return latest
 
 
@@ -313,24 +314,28 @@ def _clean_segment(job: CleanJob, info: SegmentInfo, past_horizon: bool, offset_
                 throttle.account(h.size)
             continue
         body = records_body(raw, h)
-        kept = []
+        kept: list[tuple[int, int]] = []  # (index, timestamp) of the records that stay
         if base not in facts.aborted:
-            for start, end, ts_delta, off_delta, key, tomb in iter_raw_records(body, h.record_count, throttle.records,
-                                                                               YIELD_EVERY_RECORDS):
-                offset = base + off_delta
+            latest = offset_map.get
+            for i, rec in enumerate(read_records(raw, h, body)):
+                offset = rec.offset
                 if offset < log_start:
                     continue
-                if key is not None and offset_map.get(key, -1) > offset:
+                key = rec.key
+                if key is not None and latest(key, -1) > offset:
                     continue
-                if tomb and past_horizon:
+                if past_horizon and rec.value is None:  # a tombstone
                     continue
-                kept.append((start, end, ts_delta))
+                kept.append((i, rec.timestamp))
+            throttle.records()
         result.records_read += h.record_count
         result.records_kept += len(kept)
         if kept and len(kept) == h.record_count:
-            out = raw
+            out = raw  # nothing removed: the batch is copied whole
         elif kept or keep_empty:
-            out = rewrite_batch(raw, h, body, kept)
+            spans = record_spans(body, h.record_count)
+            base_ts = h.base_timestamp
+            out = rewrite_batch(raw, h, body, [(*spans[i], ts - base_ts) for i, ts in kept])
         else:
             continue
         if h.is_transactional:

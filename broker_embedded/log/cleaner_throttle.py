@@ -46,7 +46,7 @@ class IoThrottle:
             self._check()
 
     def records(self) -> None:
-        """Called after every YIELD_EVERY_RECORDS records: offer the GIL if the pass has worked for YIELD_AFTER_S
+        """Called after every batch (or YIELD_EVERY_RECORDS records): offer the GIL if the pass has worked for YIELD_AFTER_S
         since it last did, and check the rate."""
         if self.yield_after != math.inf and time.monotonic() - self._yielded >= self.yield_after:
             time.sleep(YIELD_S)
