@@ -303,3 +303,23 @@ def test_pipelined_bad_requests_close_once_and_log_once(embedded_broker, caplog)
     while len(embedded_broker.connections()) > 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert embedded_broker.connections() == [], "a closed connection is still being served"
+
+
+def test_a_decompression_bomb_is_refused_cheaply(bootstrap, topic_name, only_embedded):
+    """A few KB of zstd that decompress to 300 MB: decompressed into bounded buffers, refused (no codec allocates
+    without end), and the broker keeps serving. Kafka would decompress it as it iterates."""
+    from broker_embedded.log.records import ZSTD
+
+    _create(bootstrap, topic_name)
+    bomb = build_batch([(b"k", bytes(300_000_000), None, None)], attributes=ZSTD)
+    assert len(bomb) < 100_000
+    conn = Raw(bootstrap)
+    try:
+        started = time.monotonic()
+        err, message = conn.produce(topic_name, bomb)
+        assert err == UNKNOWN_SERVER_ERROR and "decompress to more than" in message, (err, message)
+        assert time.monotonic() - started < 5
+        assert conn.produce(topic_name, build_batch([(b"k", b"v", None, None)], attributes=ZSTD))[0] == 0
+    finally:
+        conn.close()
+    assert [m.value for m in asyncio.run(_consume(bootstrap, topic_name))] == [b"v"]

@@ -21,17 +21,23 @@ from __future__ import annotations
 
 import struct
 
+import cramjam
 from aiokafka.record.default_records import DefaultRecordBatch
 from crc32c import crc32c
 
 from .batch import CRC_START, HEADER_SIZE, TIMESTAMP_LOG_APPEND, BatchHeader, InvalidBatch
-from .records import decompress
+from .records import GZIP, LZ4, SNAPPY, XERIAL_MAGIC, ZSTD
 
 _PAD = bytes(16)
 _ATTRIBUTES = struct.Struct(">h")
 _MAX_TS = struct.Struct(">q")
 _CRC = struct.Struct(">I")
 _MAX_CODEC = 4  # zstd
+# A few bytes of zstd can claim terabytes: records are decompressed into bounded buffers, never past
+# min(MAX_DECOMPRESSED, max(16 MiB, 1000 x the compressed size)), so that a bomb costs little to refuse.
+MAX_DECOMPRESSED = 256 * 1024 * 1024
+_MIN_LIMIT = 16 * 1024 * 1024
+_MAX_RATIO = 1000
 
 
 def check_client_batch(data: bytes, header: BatchHeader, *, log_append_time: bool) -> bytes:
@@ -80,6 +86,37 @@ def _patched(data: bytes, header: BatchHeader, *, attributes: int | None = None,
     return bytes(fixed)
 
 
+def decompress_bounded(codec: int, data: bytes, limit: int | None = None) -> bytes:
+    """Decompress a records section into buffers that grow fourfold from 16 times its size, up to `limit`;
+    InvalidBatch if it needs more (a decompression bomb would otherwise make the codec allocate without end)."""
+    if limit is None:
+        limit = min(MAX_DECOMPRESSED, max(_MIN_LIMIT, _MAX_RATIO * len(data)))
+    if codec == SNAPPY and data.startswith(XERIAL_MAGIC):  # the Java client's framing: blocks of raw snappy
+        out = bytearray()
+        pos = 16
+        while pos < len(data):
+            (n,) = struct.unpack_from(">i", data, pos)
+            out += decompress_bounded(SNAPPY, data[pos + 4 : pos + 4 + n], limit - len(out))
+            pos += 4 + n
+        return bytes(out)
+    into = {GZIP: cramjam.gzip.decompress_into, SNAPPY: cramjam.snappy.decompress_raw_into,
+            LZ4: cramjam.lz4.decompress_into, ZSTD: cramjam.zstd.decompress_into}[codec]
+    size = min(limit, max(64 * 1024, 16 * len(data)))
+    while True:
+        buf = bytearray(size)
+        try:
+            n = into(data, buf)
+        except cramjam.DecompressionError as exc:
+            text = str(exc)
+            if "smaller than required" not in text and "whole buffer" not in text:
+                raise
+            if size >= limit:
+                raise InvalidBatch(f"records decompress to more than {limit} bytes", unreadable=True) from None
+            size = min(limit, size * 4)
+            continue
+        return bytes(memoryview(buf)[:n])
+
+
 def _invalid(message: str) -> None:
     raise InvalidBatch(message, corrupt=False)
 
@@ -90,7 +127,9 @@ def _walk_records(data: bytes, header: BatchHeader) -> int:
     view = memoryview(data)
     if header.compression:
         try:
-            body = decompress(header.compression, bytes(view[HEADER_SIZE : header.size]))
+            body = decompress_bounded(header.compression, bytes(view[HEADER_SIZE : header.size]))
+        except InvalidBatch:
+            raise
         except Exception as exc:  # cramjam's errors, or anything else a hostile payload provokes
             raise InvalidBatch(f"record batch cannot be decompressed: {exc}", unreadable=True) from exc
         head = bytearray(view[:HEADER_SIZE])
