@@ -174,10 +174,11 @@ public class KafkaStreamsReference {
 
     // ---- joins: topic "left" with topic "right" -> out ----
     //
-    // "kind": "stream-stream" ("window": {"before", "after", "grace"} in ms), "stream-table" (optionally
-    // "versioned": {"history": ms}: the table in a versioned store), "table-table", "fk" (foreign-key table-table
-    // join: a left value v refers to the right key "r" + v / 1000) or "stream-globaltable" (the global table's key
-    // is "r" + v / 1000 of the stream's value v); "join": "inner", "left" or "outer" (where the kind has it).
+    // "kind": "stream-stream" ("window": {"before", "after", "grace"} in ms), "stream-table", "table-table", "fk"
+    // (foreign-key table-table join: a left value v refers to the right key "r" + v / 1000) or "stream-globaltable"
+    // (the global table's key is "r" + v / 1000 of the stream's value v); "join": "inner", "left" or "outer" (where
+    // the kind has it).
+    // "versioned": {"history": ms} puts the tables (of stream-table, table-table and fk joins) in versioned stores.
     // Keys are strings and values longs on both sides; the output is (key, joiner(l, r)) with the joiner writing
     // "l|r" ("null" for a missing side), or a null value where a table join deletes its result.
 
@@ -209,16 +210,7 @@ public class KafkaStreamsReference {
             }
             case "stream-table": {
                 KStream<String, Long> left = builder.stream("left", consumed);
-                Materialized<String, Long, KeyValueStore<Bytes, byte[]>> store;
-                if (scenario.get("versioned") != null) {
-                    long history = Json.longValue(Json.object(scenario.get("versioned")).get("history"));
-                    store = Materialized.as(Stores.persistentVersionedKeyValueStore("right-table",
-                                                                                    Duration.ofMillis(history)));
-                } else {
-                    store = Materialized.as("right-table");
-                }
-                KTable<String, Long> right = builder.table("right", consumed,
-                    store.withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()));
+                KTable<String, Long> right = table(builder, "right", scenario);
                 Joined<String, Long, Long> serdes = Joined.with(Serdes.String(), Serdes.Long(), Serdes.Long());
                 out = switch (join) {
                     case "inner" -> left.join(right, joiner, serdes);
@@ -228,8 +220,8 @@ public class KafkaStreamsReference {
                 break;
             }
             case "table-table": {
-                KTable<String, Long> left = builder.table("left", consumed);
-                KTable<String, Long> right = builder.table("right", consumed);
+                KTable<String, Long> left = table(builder, "left", scenario);
+                KTable<String, Long> right = table(builder, "right", scenario);
                 KTable<String, String> joined = switch (join) {
                     case "inner" -> left.join(right, joiner);
                     case "left" -> left.leftJoin(right, joiner);
@@ -240,8 +232,8 @@ public class KafkaStreamsReference {
                 break;
             }
             case "fk": {
-                KTable<String, Long> left = builder.table("left", consumed);
-                KTable<String, Long> right = builder.table("right", consumed);
+                KTable<String, Long> left = table(builder, "left", scenario);
+                KTable<String, Long> right = table(builder, "right", scenario);
                 // Kafka Streams never hands the extractor a deleted (null) left value.
                 Function<Long, String> foreignKey = v -> "r" + (v / 1000);
                 KTable<String, String> joined = switch (join) {
@@ -270,6 +262,20 @@ public class KafkaStreamsReference {
         }
         out.to("out", Produced.with(Serdes.String(), Serdes.String()));
         return (key, value) -> "\"key\": " + Json.quote(key) + ", \"value\": " + Json.quote(value);
+    }
+
+    /** The table over `topic`, in a key-value store, or a versioned one when the scenario says "versioned". */
+    static KTable<String, Long> table(StreamsBuilder builder, String topic, Map<String, Object> scenario) {
+        Materialized<String, Long, KeyValueStore<Bytes, byte[]>> store;
+        if (scenario.get("versioned") != null) {
+            long history = Json.longValue(Json.object(scenario.get("versioned")).get("history"));
+            store = Materialized.as(Stores.persistentVersionedKeyValueStore(topic + "-table",
+                                                                            Duration.ofMillis(history)));
+        } else {
+            store = Materialized.as(topic + "-table");
+        }
+        return builder.table(topic, Consumed.with(Serdes.String(), Serdes.Long()),
+                             store.withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()));
     }
 
     // ---- the driver loop ----

@@ -148,9 +148,10 @@ def run_join(kind: str, join: str, records: Iterable[tuple], **params: Any) -> l
     (key, value, timestamp) in order: the value is the joiner's "l|r" string ("null" for a missing side) or None
     (a table join's tombstone).
 
-    `kind`: "stream-stream" (needs window={"before": ms, "after": ms, "grace": ms}), "stream-table" (optionally
-    versioned={"history": ms}), "table-table", "fk" (left value v refers to right key f"r{v // 1000}") or
-    "stream-globaltable" (the stream's value v looks up right key f"r{v // 1000}"). Keys are strings or None,
+    `kind`: "stream-stream" (needs window={"before": ms, "after": ms, "grace": ms}), "stream-table",
+    "table-table", "fk" (left value v refers to right key f"r{v // 1000}") or "stream-globaltable" (the stream's
+    value v looks up right key f"r{v // 1000}"); versioned={"history": ms} puts the tables of stream-table,
+    table-table and fk joins in versioned stores. Keys are strings or None,
     values integers or None; one partition per topic, caching off.
     """
     if kind not in JOIN_KINDS:

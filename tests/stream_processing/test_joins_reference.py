@@ -9,8 +9,9 @@ Every kind of join Kafka Streams has, each join type it offers for that kind:
 - stream-stream (inner, left, outer) over several JoinWindows (symmetric, asymmetric, one-sided; with and without
   grace),
 - stream-table (inner, left), also against a versioned table (lookups as of the stream record's timestamp),
-- table-table (inner, left, outer),
-- foreign-key table-table (inner, left): a left value v refers to the right key f"r{v // 1000}",
+- table-table (inner, left, outer), also of versioned tables (out-of-order updates are dropped, KIP-914),
+- foreign-key table-table (inner, left), also of versioned tables: a left value v refers to the right key
+  f"r{v // 1000}",
 - stream-global table (inner, left): the stream's value v looks up the right key f"r{v // 1000}".
 The joiner writes "l|r" ("null" for a missing side); table joins write None where they delete a result.
 
@@ -84,6 +85,13 @@ def run_ours(kind: str, join: str, records, **params) -> list[tuple]:
     right_topic = app.topic("right", key_type=str, value_type=int, partitions=1)
     out = app.topic("out", key_type=str, value_type=str, partitions=1)
     method = {"inner": "join", "left": "left_join", "outer": "outer_join"}[join]
+    versioned = params.get("versioned")
+
+    def table(topic):
+        if versioned:
+            return app.table(topic, versioned=True, history=timedelta(milliseconds=versioned["history"]))
+        return app.table(topic)
+
     if kind == "stream-stream":
         w = params["window"]
         windows = streams.JoinWindows(before=timedelta(milliseconds=w["before"]),
@@ -91,15 +99,11 @@ def run_ours(kind: str, join: str, records, **params) -> list[tuple]:
                                       grace=timedelta(milliseconds=w.get("grace", 0)))
         getattr(app.stream(left_topic), method)(app.stream(right_topic), joiner, windows).to(out)
     elif kind == "stream-table":
-        versioned = params.get("versioned")
-        table = (app.table(right_topic, versioned=True, history=timedelta(milliseconds=versioned["history"]))
-                 if versioned else app.table(right_topic))
-        getattr(app.stream(left_topic), method)(table, joiner).to(out)
+        getattr(app.stream(left_topic), method)(table(right_topic), joiner).to(out)
     elif kind == "table-table":
-        getattr(app.table(left_topic), method)(app.table(right_topic), joiner).to_stream().to(out)
+        getattr(table(left_topic), method)(table(right_topic), joiner).to_stream().to(out)
     elif kind == "fk":
-        getattr(app.table(left_topic), method)(app.table(right_topic), joiner,
-                                               foreign_key=foreign_key).to_stream().to(out)
+        getattr(table(left_topic), method)(table(right_topic), joiner, foreign_key=foreign_key).to_stream().to(out)
     elif kind == "stream-globaltable":
         getattr(app.stream(left_topic), method)(app.global_table(right_topic), joiner, key=global_key).to(out)
     else:
@@ -190,7 +194,11 @@ COMBOS = (
     + [Combo("stream-table", j, lambda seed: {"versioned": {"history": (3_000, 10_000, 60_000)[seed % 3]}})
        for j in ("inner", "left")]
     + [Combo("table-table", j) for j in ("inner", "left", "outer")]
+    + [Combo("table-table", j, lambda seed: {"versioned": {"history": (3_000, 10_000, 60_000)[seed % 3]}})
+       for j in ("inner", "left", "outer")]
     + [Combo("fk", j) for j in ("inner", "left")]
+    + [Combo("fk", j, lambda seed: {"versioned": {"history": (3_000, 10_000, 60_000)[seed % 3]}})
+       for j in ("inner", "left")]
     + [Combo("stream-globaltable", j) for j in ("inner", "left")]
 )
 
