@@ -13,6 +13,7 @@ Kafka's minimum session timeout of 45 s).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -107,15 +108,27 @@ def create_topic(bootstrap: str, topic: str) -> None:
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
 
 
+@pytest.fixture(scope="session")
+def java_member_classpath(java_classpath) -> str:
+    """GroupMember.java compiled once (a JVM launching the source file compiles it at every start)."""
+    source = ROOT / "tests" / "java" / "GroupMember.java"
+    classes = ROOT / ".tools" / "java-classes"
+    compiled = classes / "GroupMember.class"
+    if not compiled.exists() or compiled.stat().st_mtime < source.stat().st_mtime:
+        res = subprocess.run(["javac", "-cp", java_classpath, "-d", str(classes), str(source)],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+    return f"{java_classpath}{os.pathsep}{classes}"
+
+
 @pytest.fixture(params=["java", "franz-go"])
 def member_factory(request):
     """Start a member of the given client: (bootstrap, topic, group, name[, instance id]) -> MemberProcess."""
     if request.param == "java":
-        classpath = request.getfixturevalue("java_classpath")
-        source = str(ROOT / "tests" / "java" / "GroupMember.java")
+        classpath = request.getfixturevalue("java_member_classpath")
 
         def start(bootstrap: str, topic: str, group: str, name: str, instance: str = "-") -> MemberProcess:
-            return MemberProcess(["java", "-cp", classpath, source, bootstrap, topic, group, instance], name)
+            return MemberProcess(["java", "-cp", classpath, "GroupMember", bootstrap, topic, group, instance], name)
     else:
         binary = str(request.getfixturevalue("franzcheck"))
 
@@ -125,11 +138,31 @@ def member_factory(request):
     return start
 
 
-def _owned(*members: MemberProcess) -> list[set[int]]:
-    return [m.assigned for m in members]
+@pytest.fixture
+def group_broker(kafka_reference, tmp_path):
+    """start(session_ms) -> (bootstrap, session timeout in s): a broker whose consumer group members heartbeat
+    every half second, so that reconciliation takes seconds, with the given session timeout (under --kafka: Kafka,
+    whose session timeout is 45 s at least, and heartbeats every 5 s)."""
+    brokers = []
+
+    def start(session_ms: int) -> tuple[str, float]:
+        if kafka_reference:
+            return kafka_reference, 45
+        from broker_embedded import EmbeddedBroker
+
+        broker = EmbeddedBroker(data_dir=str(tmp_path / f"broker-{len(brokers)}"), port=0,
+                                group_initial_rebalance_delay_ms=0, group_consumer_session_timeout_ms=session_ms,
+                                group_consumer_heartbeat_interval_ms=500).start_in_thread()
+        brokers.append(broker)
+        return broker.bootstrap_servers, session_ms / 1000
+
+    yield start
+    for broker in brokers:
+        broker.stop_thread()
 
 
-def test_members_share_then_one_leaves_without_duplicates(bootstrap, topic_name, member_factory):
+def test_members_share_then_one_leaves_without_duplicates(group_broker, topic_name, member_factory):
+    bootstrap, _ = group_broker(10000)
     group = "g-" + uuid.uuid4().hex[:10]
     create_topic(bootstrap, topic_name)
     expected = produce(bootstrap, topic_name, 0, 200)
@@ -156,24 +189,8 @@ def test_members_share_then_one_leaves_without_duplicates(bootstrap, topic_name,
                 m.kill()
 
 
-@pytest.fixture
-def session_bootstrap(kafka_reference, tmp_path):
-    """A broker whose consumer group session timeout is 3 s, with heartbeats every second (Kafka under --kafka:
-    its 45 s minimum)."""
-    if kafka_reference:
-        yield kafka_reference, 45
-        return
-    from broker_embedded import EmbeddedBroker
-
-    broker = EmbeddedBroker(data_dir=str(tmp_path / "broker"), port=0, group_initial_rebalance_delay_ms=0,
-                            group_consumer_session_timeout_ms=3000,
-                            group_consumer_heartbeat_interval_ms=1000).start_in_thread()
-    yield broker.bootstrap_servers, 3
-    broker.stop_thread()
-
-
-def test_killed_member_expires_after_the_session_timeout(session_bootstrap, topic_name, member_factory):
-    bootstrap, session_s = session_bootstrap
+def test_killed_member_expires_after_the_session_timeout(group_broker, topic_name, member_factory):
+    bootstrap, session_s = group_broker(5000)
     group = "g-" + uuid.uuid4().hex[:10]
     create_topic(bootstrap, topic_name)
     expected = produce(bootstrap, topic_name, 0, 100)
@@ -199,12 +216,14 @@ def test_killed_member_expires_after_the_session_timeout(session_bootstrap, topi
                 m.kill()
 
 
-def test_static_member_restarts_into_its_partitions(bootstrap, topic_name, member_factory):
+def test_static_member_restarts_into_its_partitions(group_broker, topic_name, member_factory):
     """Static members (group.instance.id): one stops (a clean close leaves with epoch -2) and a new process with
     the same instance id takes its partitions back; the other member's partitions never move."""
     if member_factory.client == "franz-go":
         pytest.skip("franz-go's static members do not leave on Close (its InstanceID docs): a restart waits for "
                     "the old member's session to expire, as on Kafka")
+    # The session outlasts the restart of a JVM: the instance must come back before it expires.
+    bootstrap, _ = group_broker(30000)
     group = "g-" + uuid.uuid4().hex[:10]
     create_topic(bootstrap, topic_name)
     expected = produce(bootstrap, topic_name, 0, 100)
