@@ -178,6 +178,8 @@ public class KafkaStreamsReference {
     // (foreign-key table-table join: a left value v refers to the right key "r" + v / 1000) or "stream-globaltable"
     // (the global table's key is "r" + v / 1000 of the stream's value v); "join": "inner", "left" or "outer" (where
     // the kind has it).
+    // "stream-joined-table" joins topic "stream" (inner or left) with the table-table join "table_join" ("inner",
+    // "left", "outer", "fk-inner" or "fk-left") of "left" and "right", whose "l|r" values it joins as "s|l|r".
     // "versioned": {"history": ms} puts the tables (of stream-table, table-table and fk joins) in versioned stores.
     // Keys are strings and values longs on both sides; the output is (key, joiner(l, r)) with the joiner writing
     // "l|r" ("null" for a missing side), or a null value where a table join deletes its result.
@@ -242,6 +244,35 @@ public class KafkaStreamsReference {
                     default -> throw new IllegalArgumentException("a foreign-key join is inner or left, not " + join);
                 };
                 out = joined.toStream();
+                break;
+            }
+            case "stream-joined-table": {
+                // A stream ("stream") joined with the result of a table-table join of "left" and "right": looks
+                // the join result up (Kafka Streams computes it from both tables) instead of reading a topic.
+                KTable<String, Long> left = table(builder, "left", scenario);
+                KTable<String, Long> right = table(builder, "right", scenario);
+                String tableJoin = Json.string(scenario.get("table_join"));
+                Function<Long, String> foreignKey = v -> "r" + (v / 1000);
+                Materialized<String, String, KeyValueStore<Bytes, byte[]>> resultStore =
+                    Materialized.with(Serdes.String(), Serdes.String());
+                KTable<String, String> joined = switch (tableJoin) {
+                    case "inner" -> left.join(right, joiner);
+                    case "left" -> left.leftJoin(right, joiner);
+                    case "outer" -> left.outerJoin(right, joiner);
+                    // The stream join reads the foreign-key join's result from a store: it needs the serdes.
+                    case "fk-inner" -> left.join(right, foreignKey, joiner, resultStore);
+                    case "fk-left" -> left.leftJoin(right, foreignKey, joiner, resultStore);
+                    default -> throw new IllegalArgumentException("unknown table_join " + tableJoin);
+                };
+                KStream<String, Long> stream = builder.stream("stream", consumed);
+                ValueJoiner<Long, String, String> outerJoiner =
+                    (l, r) -> (l == null ? "null" : l.toString()) + "|" + (r == null ? "null" : r);
+                Joined<String, Long, String> serdes = Joined.with(Serdes.String(), Serdes.Long(), Serdes.String());
+                out = switch (join) {
+                    case "inner" -> stream.join(joined, outerJoiner, serdes);
+                    case "left" -> stream.leftJoin(joined, outerJoiner, serdes);
+                    default -> throw new IllegalArgumentException("a stream-table join is inner or left, not " + join);
+                };
                 break;
             }
             case "stream-globaltable": {

@@ -139,7 +139,7 @@ def run_kafka_streams(scenario: dict[str, Any], records: Iterable[tuple]) -> lis
     return [WindowedResult(r["key"], r["start"], r["end"], r["value"], r["timestamp"]) for r in run_scenario(full)]
 
 
-JOIN_KINDS = ("stream-stream", "stream-table", "table-table", "fk", "stream-globaltable")
+JOIN_KINDS = ("stream-stream", "stream-table", "table-table", "fk", "stream-globaltable", "stream-joined-table")
 
 
 def run_join(kind: str, join: str, records: Iterable[tuple], **params: Any) -> list[tuple[str | None, str | None, int]]:
@@ -150,8 +150,10 @@ def run_join(kind: str, join: str, records: Iterable[tuple], **params: Any) -> l
 
     `kind`: "stream-stream" (needs window={"before": ms, "after": ms, "grace": ms}), "stream-table",
     "table-table", "fk" (left value v refers to right key f"r{v // 1000}") or "stream-globaltable" (the stream's
-    value v looks up right key f"r{v // 1000}"); versioned={"history": ms} puts the tables of stream-table,
-    table-table and fk joins in versioned stores. Keys are strings or None,
+    value v looks up right key f"r{v // 1000}") or "stream-joined-table" (topic "stream" joined with the
+    table_join="inner" | "left" | "outer" | "fk-inner" | "fk-left" table join of "left" and "right", values
+    "s|l|r"); versioned={"history": ms} puts the tables of stream-table, table-table and fk joins in versioned
+    stores. Keys are strings or None,
     values integers or None; one partition per topic, caching off.
     """
     if kind not in JOIN_KINDS:

@@ -12,7 +12,9 @@ Every kind of join Kafka Streams has, each join type it offers for that kind:
 - table-table (inner, left, outer), also of versioned tables (out-of-order updates are dropped, KIP-914),
 - foreign-key table-table (inner, left), also of versioned tables: a left value v refers to the right key
   f"r{v // 1000}",
-- stream-global table (inner, left): the stream's value v looks up the right key f"r{v // 1000}".
+- stream-global table (inner, left): the stream's value v looks up the right key f"r{v // 1000}",
+- a stream (topic "stream"; inner, left) joined with the result of a table-table or foreign-key join of "left" and
+  "right" (looked up, not read from a topic; values "s|l|r").
 The joiner writes "l|r" ("null" for a missing side); table joins write None where they delete a result.
 
 Random input (seeded; `JOIN_SEEDS=n` changes how many seeds, 200 by default; `JOIN_SEED=s` runs one): 30-60
@@ -106,6 +108,13 @@ def run_ours(kind: str, join: str, records, **params) -> list[tuple]:
         getattr(table(left_topic), method)(table(right_topic), joiner, foreign_key=foreign_key).to_stream().to(out)
     elif kind == "stream-globaltable":
         getattr(app.stream(left_topic), method)(app.global_table(right_topic), joiner, key=global_key).to(out)
+    elif kind == "stream-joined-table":
+        table_join = params["table_join"]
+        table_method = {"inner": "join", "left": "left_join", "outer": "outer_join"}[table_join.removeprefix("fk-")]
+        extra = {"foreign_key": foreign_key} if table_join.startswith("fk-") else {}
+        joined = getattr(table(left_topic), table_method)(table(right_topic), joiner, **extra)
+        stream_topic = app.topic("stream", key_type=str, value_type=int, partitions=1)
+        getattr(app.stream(stream_topic), method)(joined, joiner).to(out)
     else:
         raise ValueError(kind)
     with TestDriver(app) as driver:
@@ -143,8 +152,12 @@ def timestamps(rng: random.Random, n: int, late_after: int, profile: str = "base
             yield max(0, now - rng.randrange(late_after, 4 * late_after) * GRID)
 
 
-def random_records(kind: str, seed: int) -> tuple:
-    rng = random.Random(f"{kind}-{seed}")
+def random_records(kind: str, seed: int, table_join: str | None = None) -> tuple:
+    """`table_join`: for "stream-joined-table", the table join the stream looks up ("fk-..." ones take foreign
+    keys as left values)."""
+    rng = random.Random(f"{kind}-{seed}" + (f"-{table_join}" if table_join else ""))
+    fk = kind in ("fk", "stream-globaltable") or (table_join or "").startswith("fk")
+    topics = ("left", "right", "stream") if kind == "stream-joined-table" else ("left", "right")
     profile = PROFILES[seed % len(PROFILES)]
     n = rng.randint(30, 60)
     keys = "ab" if profile == "dense" else "abc" if rng.random() < 0.5 else "abcd"
@@ -153,10 +166,10 @@ def random_records(kind: str, seed: int) -> tuple:
     values = (lambda: rng.choice((1, 2, 3))) if profile == "repeats" else (lambda: rng.randint(1, 99))
     records = []
     for ts in timestamps(rng, n, late_after=8, profile=profile):
-        topic = "left" if rng.random() < 0.5 else "right"
+        topic = rng.choice(topics)
         key = None if rng.random() < null_key else rng.choice(keys)
         value = None if rng.random() < null_value else values()
-        if kind in ("fk", "stream-globaltable"):
+        if fk:
             if topic == "left" and value is not None:
                 # Foreign keys r1..r5; the right side only ever has r1..r4 (and some keys nobody refers to).
                 value = (rng.randint(1, 5) * 1000 + rng.randrange(1000) if profile != "repeats"
@@ -184,7 +197,9 @@ class Combo:
 
     @property
     def id(self) -> str:
-        return f"{self.kind}-{self.join}" + ("-versioned" if "versioned" in self.params_of(0) else "")
+        params = self.params_of(0)
+        return (f"{self.kind}-{self.join}" + ("-versioned" if "versioned" in params else "")
+                + (f"-of-{params['table_join']}" if "table_join" in params else ""))
 
 
 COMBOS = (
@@ -200,6 +215,8 @@ COMBOS = (
     + [Combo("fk", j, lambda seed: {"versioned": {"history": (3_000, 10_000, 60_000)[seed % 3]}})
        for j in ("inner", "left")]
     + [Combo("stream-globaltable", j) for j in ("inner", "left")]
+    + [Combo("stream-joined-table", j, lambda seed, tj=tj: {"table_join": tj})
+       for tj in ("inner", "left", "outer", "fk-inner", "fk-left") for j in ("inner", "left")]
 )
 
 
@@ -253,7 +270,7 @@ def explain(kind, join, records, params) -> str:
 def check(kind: str, join: str, seeds, params_of) -> None:
     failing = []
     for seed in seeds:
-        records = random_records(kind, seed)
+        records = random_records(kind, seed, params_of(seed).get("table_join"))
         ours, theirs = outcome(kind, join, records, params_of(seed))
         if ours != theirs:
             failing.append(seed)
@@ -266,7 +283,7 @@ def check(kind: str, join: str, seeds, params_of) -> None:
         ours, theirs = outcome(kind, join, recs, params)
         return ours != theirs
 
-    small = shrink(random_records(kind, seed), differs)
+    small = shrink(random_records(kind, seed, params.get("table_join")), differs)
     pytest.fail(f"{len(failing)} of {len(seeds)} seeds differ from Kafka Streams: {failing[:30]}"
                 f"{' ...' if len(failing) > 30 else ''} (JOIN_SEED={seed} reruns the first)\n"
                 f"Smallest input found for seed {seed}:\n{explain(kind, join, small, params)}", pytrace=False)
@@ -437,7 +454,7 @@ if __name__ == "__main__":
     combo = next(c for c in COMBOS if c.id == sys.argv[1])
     seed = int(sys.argv[2])
     params = combo.params_of(seed)
-    records = random_records(combo.kind, seed)
+    records = random_records(combo.kind, seed, params.get("table_join"))
     if "--shrink" in sys.argv:
         records = shrink(records, lambda r: operator.ne(*outcome(combo.kind, combo.join, r, params)))
     print(f"{combo.kind} {combo.join} {params}: {list(records)}")
