@@ -91,6 +91,16 @@ class ConnectionQuotas:
         self._freed.set()
 
 
+class Unanswered:
+    """What a handler returns to send no response (Produce with acks=0) while its client is over a quota: the
+    connection is still muted for `throttle_ms`, as Kafka mutes an acks=0 producer."""
+
+    __slots__ = ("throttle_ms",)
+
+    def __init__(self, throttle_ms: int) -> None:
+        self.throttle_ms = throttle_ms
+
+
 class ConnectionActivity:
     """One connection's throttling and idleness: when it may be read again, when it last did anything, and how
     many requests are being served.

@@ -15,7 +15,7 @@ from kio.schema.errors import ErrorCode
 
 from .api import RequestContext, load_handlers
 from .broker import Broker
-from .connections import ConnectionActivity, TooManyConnections
+from .connections import ConnectionActivity, TooManyConnections, Unanswered
 from .inflight import HeldBytes
 from .protocol import MalformedRequest, Reply, codec, parse_header
 from .regions import Answer, splice, write_chunks
@@ -280,6 +280,10 @@ class KafkaServer:
             finally:
                 if activity is not None:
                     activity.end()
+            if isinstance(response, Unanswered):  # no answer, but the quota still mutes the connection
+                if activity is not None:
+                    await activity.throttle(header.api_key, version, response.throttle_ms)
+                return None
             if response is None:
                 return None
             regions = None

@@ -188,11 +188,12 @@ def test_producer_throttled_to_its_quota(quota_broker):
 def test_throttle_time_and_muting_without_client_cooperation(quota_broker):
     """A raw client ignores throttle_time_ms; the broker mutes its connection for that time instead (KIP-219)."""
     with closing(Conn(quota_broker.bootstrap_servers)) as conn:
-        assert _alter(conn, [([("client-id", "test")], [("producer_byte_rate", 100_000)])]) == [(0, None)]
+        assert _alter(conn, [([("client-id", "test")], [("producer_byte_rate", 100_000)]),
+                             ([("client-id", "acks0")], [("producer_byte_rate", 100_000)])]) == [(0, None)] * 2
     producer = Producer({"bootstrap.servers": quota_broker.bootstrap_servers})
     producer.produce("muted", b"warm-up")
     producer.flush(10)
-    batch = _record_batch(b"v" * 400_000)
+    batch = _record_batch(b"v" * 300_000)
     with closing(Conn(quota_broker.bootstrap_servers)) as conn:  # wire.Conn sends client id "test"
         m = conn.m((0, 9))
         req = dict(transactional_id=None, acks=1, timeout=datetime.timedelta(seconds=5), topic_data=(m.TopicProduceData(
@@ -200,10 +201,35 @@ def test_throttle_time_and_muting_without_client_cooperation(quota_broker):
         first = conn.call((0, 9), **req)
         throttle = first.throttle_time.total_seconds()
         assert first.responses[0].partition_responses[0].error_code == 0
-        assert throttle > 0.3  # 400 kB against 100 kB/s over a 3 s window
+        assert throttle > 0.3  # 300 kB against 100 kB/s: (150 - 100) / 100 x 2 s
         started = time.monotonic()
         conn.call((18, 3), client_software_name="t", client_software_version="1")
         assert time.monotonic() - started >= throttle - 0.05  # the next request waited out the throttle
+    with closing(Conn(quota_broker.bootstrap_servers)) as conn:
+        # acks=0 gets no answer to carry a throttle time: the connection is muted all the same, as in Kafka.
+        _send_acks0(conn, req, "acks0")
+        # A request already read when the first throttle of a connection is decided is served (requests are
+        # read ahead until a quota bites); send the next one after that decision.
+        time.sleep(0.1)
+        started = time.monotonic()
+        conn.call((18, 3), client_software_name="t", client_software_version="1")
+        assert time.monotonic() - started > 0.3
+
+
+def _send_acks0(conn: Conn, req: dict, client_id: str) -> None:
+    """A Produce with acks=0: sent, and no response read (none comes)."""
+    import io
+
+    from kio.serial import entity_writer
+    from kio.static.constants import EntityType
+    from wire import payload_class
+
+    cls = payload_class(conn.m((0, 9)), EntityType.request)
+    buf = io.BytesIO()
+    entity_writer(cls)(buf, cls(**{**req, "acks": 0}))
+    conn.corr += 1
+    frame = struct.pack(">hhih", 0, 9, conn.corr, len(client_id)) + client_id.encode() + b"\0" + buf.getvalue()
+    conn.sock.sendall(struct.pack(">i", len(frame)) + frame)
 
 
 def _record_batch(value: bytes) -> bytes:

@@ -12,6 +12,7 @@ from ..log.batch import InvalidBatch, split_batches
 from ..log.partition import LogDeleted
 from ..log.records import keyless_records
 from ..log.validate import check_client_batch
+from ..connections import Unanswered
 from ..quotas import user_of
 from . import RequestContext, handles
 from .access import TOPIC, TRANSACTIONAL_ID, WRITE, allowed
@@ -105,7 +106,7 @@ async def produce(ctx: RequestContext, req):
     size = sum(len(pd.records or b"") for td in req.topic_data for pd in td.partition_data)
     throttle = broker.produce_quota.record(user_of(ctx.principal), ctx.header.client_id or "", size)
     if acks == 0:
-        return None
+        return Unanswered(throttle) if throttle else None
     r = ctx.reply
     topics = tuple(
         r("TopicProduceResponse", name=name, topic_id=getattr(td, "topic_id", None), partition_responses=tuple(
