@@ -180,7 +180,8 @@ public class KafkaStreamsReference {
     // the kind has it).
     // "stream-joined-table" joins topic "stream" (inner or left) with the table-table join "table_join" ("inner",
     // "left", "outer", "fk-inner" or "fk-left") of "left" and "right", whose "l|r" values it joins as "s|l|r".
-    // "versioned": {"history": ms} puts the tables (of stream-table, table-table and fk joins) in versioned stores.
+    // "versioned": {"history": ms} puts the tables (of stream-table, table-table and fk joins) in versioned stores;
+    // "min_value": N joins those tables filtered to their rows with values >= N.
     // Keys are strings and values longs on both sides; the output is (key, joiner(l, r)) with the joiner writing
     // "l|r" ("null" for a missing side), or a null value where a table join deletes its result.
 
@@ -295,7 +296,8 @@ public class KafkaStreamsReference {
         return (key, value) -> "\"key\": " + Json.quote(key) + ", \"value\": " + Json.quote(value);
     }
 
-    /** The table over `topic`, in a key-value store, or a versioned one when the scenario says "versioned". */
+    /** The table over `topic`, in a key-value store, or a versioned one when the scenario says "versioned";
+     *  with "min_value": N, only its rows with values >= N (KTable.filter). */
     static KTable<String, Long> table(StreamsBuilder builder, String topic, Map<String, Object> scenario) {
         Materialized<String, Long, KeyValueStore<Bytes, byte[]>> store;
         if (scenario.get("versioned") != null) {
@@ -305,8 +307,14 @@ public class KafkaStreamsReference {
         } else {
             store = Materialized.as(topic + "-table");
         }
-        return builder.table(topic, Consumed.with(Serdes.String(), Serdes.Long()),
-                             store.withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()));
+        KTable<String, Long> table = builder.table(topic, Consumed.with(Serdes.String(), Serdes.Long()),
+                                                   store.withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()));
+        if (scenario.get("min_value") != null) {
+            // A filtered table: a row below the minimum is a deletion downstream (and not there for lookups).
+            long min = Json.longValue(scenario.get("min_value"));
+            table = table.filter((k, v) -> v >= min);
+        }
+        return table;
     }
 
     // ---- the driver loop ----

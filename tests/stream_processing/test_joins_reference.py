@@ -9,7 +9,8 @@ Every kind of join Kafka Streams has, each join type it offers for that kind:
 - stream-stream (inner, left, outer) over several JoinWindows (symmetric, asymmetric, one-sided; with and without
   grace),
 - stream-table (inner, left), also against a versioned table (lookups as of the stream record's timestamp),
-- table-table (inner, left, outer), also of versioned tables (out-of-order updates are dropped, KIP-914),
+- table-table (inner, left, outer), also of versioned tables (out-of-order updates are dropped, KIP-914) and of
+  filtered tables (a row failing the filter is a deletion), as stream-table joins are too,
 - foreign-key table-table (inner, left), also of versioned tables: a left value v refers to the right key
   f"r{v // 1000}",
 - stream-global table (inner, left): the stream's value v looks up the right key f"r{v // 1000}",
@@ -90,9 +91,11 @@ def run_ours(kind: str, join: str, records, **params) -> list[tuple]:
     versioned = params.get("versioned")
 
     def table(topic):
-        if versioned:
-            return app.table(topic, versioned=True, history=timedelta(milliseconds=versioned["history"]))
-        return app.table(topic)
+        t = (app.table(topic, versioned=True, history=timedelta(milliseconds=versioned["history"])) if versioned
+             else app.table(topic))
+        if "min_value" in params:
+            t = t.filter(lambda k, v, low=params["min_value"]: v >= low)
+        return t
 
     if kind == "stream-stream":
         w = params["window"]
@@ -199,6 +202,7 @@ class Combo:
     def id(self) -> str:
         params = self.params_of(0)
         return (f"{self.kind}-{self.join}" + ("-versioned" if "versioned" in params else "")
+                + ("-filtered" if "min_value" in params else "")
                 + (f"-of-{params['table_join']}" if "table_join" in params else ""))
 
 
@@ -211,6 +215,8 @@ COMBOS = (
     + [Combo("table-table", j) for j in ("inner", "left", "outer")]
     + [Combo("table-table", j, lambda seed: {"versioned": {"history": (3_000, 10_000, 60_000)[seed % 3]}})
        for j in ("inner", "left", "outer")]
+    + [Combo("table-table", j, lambda seed: {"min_value": 40}) for j in ("inner", "left", "outer")]
+    + [Combo("stream-table", j, lambda seed: {"min_value": 40}) for j in ("inner", "left")]
     + [Combo("fk", j) for j in ("inner", "left")]
     + [Combo("fk", j, lambda seed: {"versioned": {"history": (3_000, 10_000, 60_000)[seed % 3]}})
        for j in ("inner", "left")]
