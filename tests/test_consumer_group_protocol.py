@@ -631,3 +631,59 @@ def test_uniform_assignor_with_different_subscriptions(bootstrap, group, topic_n
     finally:
         a.close()
         b.close()
+
+
+def test_random_joins_leaves_and_slow_revocations_never_share_a_partition(bootstrap, group, topic_name):
+    """Members join, leave and heartbeat in a random order, and some hold on to partitions they were told to
+    revoke for a few heartbeats: at no point do two members hold the same partition, and once everyone has
+    caught up every partition is held, two or three per member."""
+    import random
+
+    topic_id = create_topic(bootstrap, topic_name, 8)
+    rng = random.Random(848)
+    members: list[Member] = []
+    held: dict[Member, set[int]] = {}  # what each member really holds (revocations may lag)
+    lag: dict[Member, int] = {}
+
+    def step(member: Member) -> None:
+        report = {topic_id: held[member]} if held[member] else {}
+        resp = member.heartbeat(owned=report)
+        assert resp.error_code == ErrorCode.none, resp
+        given = member.owned.get(topic_id, set())
+        # New partitions are taken at once; revoked ones are let go at once or a few heartbeats later.
+        if held[member] - given and lag[member] > 0:
+            lag[member] -= 1
+            held[member] |= given
+        else:
+            held[member] = set(given)
+            lag[member] = rng.choice((0, 0, 1, 3))
+        member.owned = {topic_id: set(held[member])} if held[member] else {}
+        holders = [p for m in members for p in held[m]]
+        assert len(holders) == len(set(holders)), {m.member_id[:8]: sorted(held[m]) for m in members}
+
+    try:
+        for _ in range(150):
+            roll = rng.random()
+            if roll < 0.1 and len(members) < 4 or not members:
+                m = Member(bootstrap, group, (topic_name,))
+                members.append(m)
+                held[m], lag[m] = set(), 0
+                step(m)
+            elif roll < 0.15 and len(members) > 1:
+                m = members.pop(rng.randrange(len(members)))
+                assert m.leave().error_code == ErrorCode.none
+                m.close()
+            else:
+                step(rng.choice(members))
+        deadline = time.monotonic() + 30
+        while True:
+            for m in members:
+                lag[m] = 0
+                step(m)
+            counts = sorted(len(held[m]) for m in members)
+            if sum(counts) == 8 and counts[-1] - counts[0] <= 1 and len({m.epoch for m in members}) == 1:
+                break
+            assert time.monotonic() < deadline, counts
+    finally:
+        for m in members:
+            m.close()
