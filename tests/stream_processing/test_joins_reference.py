@@ -134,8 +134,10 @@ def run_theirs(kind: str, join: str, records, **params) -> list[tuple]:
 
 # Input profiles, one per seed in turn: the base mix; dense (two keys, many ties, small steps); late (a third of the
 # records far behind stream time); nulls (many None keys and values); repeats (keys and values drawn from a few, so
-# tables see identical updates and foreign-key rows keep or return to a foreign key).
-PROFILES = ("base", "dense", "late", "nulls", "repeats")
+# tables see identical updates and foreign-key rows keep or return to a foreign key); long (150-250 records, over
+# several minutes of event time: window stores roll segments); epoch (timestamps around today's, not near 0).
+PROFILES = ("base", "dense", "late", "nulls", "repeats", "long", "epoch")
+EPOCH = 1_764_460_800_000  # 2025-11-30T00:00:00Z in ms
 
 
 def timestamps(rng: random.Random, n: int, late_after: int, profile: str = "base"):
@@ -162,7 +164,8 @@ def random_records(kind: str, seed: int, table_join: str | None = None) -> tuple
     fk = kind in ("fk", "stream-globaltable") or (table_join or "").startswith("fk")
     topics = ("left", "right", "stream") if kind == "stream-joined-table" else ("left", "right")
     profile = PROFILES[seed % len(PROFILES)]
-    n = rng.randint(30, 60)
+    n = rng.randint(150, 250) if profile == "long" else rng.randint(30, 60)
+    offset = EPOCH if profile == "epoch" else 0
     keys = "ab" if profile == "dense" else "abc" if rng.random() < 0.5 else "abcd"
     null_key = 0.15 if profile == "nulls" else rng.choice([0.0, 0.03, 0.08])
     null_value = 0.2 if profile == "nulls" else rng.choice([0.0, 0.05, 0.12])
@@ -179,7 +182,7 @@ def random_records(kind: str, seed: int, table_join: str | None = None) -> tuple
                          else rng.choice((1000, 1001, 2000, 5000)))
             elif topic == "right":
                 key = None if key is None else rng.choice(["r1", "r2", "r3", "r4", "r1", "r2", "r9"])
-        records.append((topic, key, value, ts))
+        records.append((topic, key, value, ts + offset))
     return tuple(records)
 
 
