@@ -181,7 +181,8 @@ public class KafkaStreamsReference {
     // "stream-joined-table" joins topic "stream" (inner or left) with the table-table join "table_join" ("inner",
     // "left", "outer", "fk-inner" or "fk-left") of "left" and "right", whose "l|r" values it joins as "s|l|r".
     // "versioned": {"history": ms} puts the tables (of stream-table, table-table and fk joins) in versioned stores;
-    // "min_value": N joins those tables filtered to their rows with values >= N.
+    // "min_value": N joins those tables filtered to their rows with values >= N (stream-stream: both streams
+    // filtered to their records with values >= N, None values dropped).
     // Keys are strings and values longs on both sides; the output is (key, joiner(l, r)) with the joiner writing
     // "l|r" ("null" for a missing side), or a null value where a table join deletes its result.
 
@@ -201,6 +202,12 @@ public class KafkaStreamsReference {
                     .after(Duration.ofMillis(Json.longValue(window.get("after"))));
                 KStream<String, Long> left = builder.stream("left", consumed);
                 KStream<String, Long> right = builder.stream("right", consumed);
+                if (scenario.get("min_value") != null) {
+                    // Filtered streams: the join's stream time only sees the records that reach it.
+                    long min = Json.longValue(scenario.get("min_value"));
+                    left = left.filter((k, v) -> v != null && v >= min);
+                    right = right.filter((k, v) -> v != null && v >= min);
+                }
                 StreamJoined<String, Long, Long> serdes =
                     StreamJoined.with(Serdes.String(), Serdes.Long(), Serdes.Long());
                 out = switch (join) {

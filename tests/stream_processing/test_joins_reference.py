@@ -7,7 +7,7 @@ in the default suite, where they need no Java).
 
 Every kind of join Kafka Streams has, each join type it offers for that kind:
 - stream-stream (inner, left, outer) over several JoinWindows (symmetric, asymmetric, one-sided; with and without
-  grace),
+  grace), also of filtered streams (the join's stream time sees only the records that reach it),
 - stream-table (inner, left), also against a versioned table (lookups as of the stream record's timestamp),
 - table-table (inner, left, outer), also of versioned tables (out-of-order updates are dropped, KIP-914) and of
   filtered tables (a row failing the filter is a deletion), as stream-table joins are too,
@@ -102,7 +102,11 @@ def run_ours(kind: str, join: str, records, **params) -> list[tuple]:
         windows = streams.JoinWindows(before=timedelta(milliseconds=w["before"]),
                                       after=timedelta(milliseconds=w["after"]),
                                       grace=timedelta(milliseconds=w.get("grace", 0)))
-        getattr(app.stream(left_topic), method)(app.stream(right_topic), joiner, windows).to(out)
+        left, right = app.stream(left_topic), app.stream(right_topic)
+        if "min_value" in params:
+            keep = lambda k, v, low=params["min_value"]: v is not None and v >= low  # noqa: E731
+            left, right = left.filter(keep), right.filter(keep)
+        getattr(left, method)(right, joiner, windows).to(out)
     elif kind == "stream-table":
         getattr(app.stream(left_topic), method)(table(right_topic), joiner).to(out)
     elif kind == "table-table":
@@ -212,6 +216,8 @@ class Combo:
 COMBOS = (
     [Combo("stream-stream", j, lambda seed: {"window": STREAM_WINDOWS[seed % len(STREAM_WINDOWS)]})
      for j in ("inner", "left", "outer")]
+    + [Combo("stream-stream", j, lambda seed: {"window": STREAM_WINDOWS[seed % len(STREAM_WINDOWS)], "min_value": 40})
+       for j in ("inner", "left", "outer")]
     + [Combo("stream-table", j) for j in ("inner", "left")]
     + [Combo("stream-table", j, lambda seed: {"versioned": {"history": (3_000, 10_000, 60_000)[seed % 3]}})
        for j in ("inner", "left")]
