@@ -11,8 +11,8 @@ Every kind of join Kafka Streams has, each join type it offers for that kind:
 - stream-table (inner, left), also against a versioned table (lookups as of the stream record's timestamp),
 - table-table (inner, left, outer), also of versioned tables (out-of-order updates are dropped, KIP-914) and of
   filtered tables (a row failing the filter is a deletion), as stream-table joins are too,
-- foreign-key table-table (inner, left), also of versioned tables: a left value v refers to the right key
-  f"r{v // 1000}",
+- foreign-key table-table (inner, left), also of versioned tables and of a filtered right table: a left value v
+  refers to the right key f"r{v // 1000}",
 - stream-global table (inner, left): the stream's value v looks up the right key f"r{v // 1000}",
 - a stream (topic "stream"; inner, left) joined with the result of a table-table or foreign-key join of "left" and
   "right" (looked up, not read from a topic; values "s|l|r").
@@ -229,6 +229,8 @@ COMBOS = (
     + [Combo("fk", j) for j in ("inner", "left")]
     + [Combo("fk", j, lambda seed: {"versioned": {"history": (3_000, 10_000, 60_000)[seed % 3]}})
        for j in ("inner", "left")]
+    # The left values (foreign keys, >= 1000) all pass; the right rows below 40 are deletions.
+    + [Combo("fk", j, lambda seed: {"min_value": 40}) for j in ("inner", "left")]
     + [Combo("stream-globaltable", j) for j in ("inner", "left")]
     + [Combo("stream-joined-table", j, lambda seed, tj=tj: {"table_join": tj})
        for tj in ("inner", "left", "outer", "fk-inner", "fk-left") for j in ("inner", "left")]
@@ -476,6 +478,13 @@ OPEN = [
     Case("open-versioned-history-0", "stream-table", "left",
          (("right", "a", 1, 1_000), ("left", "a", 2, 1_000), ("left", "a", 3, 500)),
          (("a", "2|1", 1_000), ("a", "3|null", 500)), {"versioned": {"history": 0}}),
+    # A foreign-key join asks its tables for old values, so a filter upstream forwards nothing for a row that
+    # fails it and was not there before (no change); ours forwards a deletion, which the join turns into results
+    # for every left row referring to that key (a tombstone for an inner join, "l|null" again for a left join).
+    Case("open-fk-filtered-right-row-never-there", "fk", "left",
+         (("left", "a", 3_509, 500), ("right", "r3", 3, 1_000), ("right", "r3", 50, 1_500), ("right", "r3", 4, 2_000),
+          ("right", "r3", 5, 2_500)),
+         (("a", "3509|null", 500), ("a", "3509|50", 1_500), ("a", "3509|null", 2_000)), {"min_value": 40}),
     # A stream joined with a foreign-key join's result (Kafka Streams materializes it; ours refuses the topology).
     Case("open-stream-joined-with-fk-result", "stream-joined-table", "left",
          (("left", "a", 3_005, 1_000), ("right", "r3", 7, 2_000), ("stream", "a", 1, 3_000), ("stream", "b", 2, 3_000),
