@@ -182,7 +182,8 @@ public class KafkaStreamsReference {
     // "left", "outer", "fk-inner" or "fk-left") of "left" and "right", whose "l|r" values it joins as "s|l|r".
     // "versioned": {"history": ms} puts the tables (of stream-table, table-table and fk joins) in versioned stores;
     // "min_value": N joins those tables filtered to their rows with values >= N (stream-stream: both streams
-    // filtered to their records with values >= N, None values dropped).
+    // filtered to their records with values >= N, None values dropped); {"left": N, "right": M} filters each
+    // side with its own minimum (or not, if it has none).
     // Keys are strings and values longs on both sides; the output is (key, joiner(l, r)) with the joiner writing
     // "l|r" ("null" for a missing side), or a null value where a table join deletes its result.
 
@@ -202,12 +203,10 @@ public class KafkaStreamsReference {
                     .after(Duration.ofMillis(Json.longValue(window.get("after"))));
                 KStream<String, Long> left = builder.stream("left", consumed);
                 KStream<String, Long> right = builder.stream("right", consumed);
-                if (scenario.get("min_value") != null) {
-                    // Filtered streams: the join's stream time only sees the records that reach it.
-                    long min = Json.longValue(scenario.get("min_value"));
-                    left = left.filter((k, v) -> v != null && v >= min);
-                    right = right.filter((k, v) -> v != null && v >= min);
-                }
+                // Filtered streams: the join's stream time only sees the records that reach it.
+                Long leftMin = minValue(scenario, "left"), rightMin = minValue(scenario, "right");
+                if (leftMin != null) left = left.filter((k, v) -> v != null && v >= leftMin);
+                if (rightMin != null) right = right.filter((k, v) -> v != null && v >= rightMin);
                 StreamJoined<String, Long, Long> serdes =
                     StreamJoined.with(Serdes.String(), Serdes.Long(), Serdes.Long());
                 out = switch (join) {
@@ -316,12 +315,19 @@ public class KafkaStreamsReference {
         }
         KTable<String, Long> table = builder.table(topic, Consumed.with(Serdes.String(), Serdes.Long()),
                                                    store.withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()));
-        if (scenario.get("min_value") != null) {
+        Long min = minValue(scenario, topic);
+        if (min != null) {
             // A filtered table: a row below the minimum is a deletion downstream (and not there for lookups).
-            long min = Json.longValue(scenario.get("min_value"));
             table = table.filter((k, v) -> v >= min);
         }
         return table;
+    }
+
+    /** The scenario's "min_value" for `topic`: N for every topic, or {"left": N, "right": M}; null: no filter. */
+    static Long minValue(Map<String, Object> scenario, String topic) {
+        Object min = scenario.get("min_value");
+        if (min instanceof Map) min = Json.object(min).get(topic);
+        return min == null ? null : Json.longValue(min);
     }
 
     // ---- the driver loop ----

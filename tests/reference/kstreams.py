@@ -153,7 +153,8 @@ def run_join(kind: str, join: str, records: Iterable[tuple], **params: Any) -> l
     value v looks up right key f"r{v // 1000}") or "stream-joined-table" (topic "stream" joined with the
     table_join="inner" | "left" | "outer" | "fk-inner" | "fk-left" table join of "left" and "right", values
     "s|l|r"); versioned={"history": ms} puts the tables of stream-table, table-table and fk joins in versioned
-    stores, min_value=n filters those tables (or both streams of a stream-stream join) to values >= n. Keys are strings or None,
+    stores, min_value=n filters those tables (or both streams of a stream-stream join) to values >= n
+    (min_value={"left": n, "right": m}: each side its own minimum, or none). Keys are strings or None,
     values integers or None; one partition per topic, caching off.
     """
     if kind not in JOIN_KINDS:

@@ -80,6 +80,12 @@ def global_key(key, value):
 
 # ---- our side ----
 
+def min_value(params: dict, topic: str) -> int | None:
+    """The scenario's minimum value for `topic` ("min_value": n for every topic or {"left": n, "right": m})."""
+    low = params.get("min_value")
+    return low.get(topic) if isinstance(low, dict) else low
+
+
 def run_ours(kind: str, join: str, records, **params) -> list[tuple]:
     """The same join in our streams through our TestDriver: (key, value, timestamp) of each record written to "out"."""
     app = streams.App("join-" + uuid.uuid4().hex[:8])
@@ -93,8 +99,9 @@ def run_ours(kind: str, join: str, records, **params) -> list[tuple]:
     def table(topic):
         t = (app.table(topic, versioned=True, history=timedelta(milliseconds=versioned["history"])) if versioned
              else app.table(topic))
-        if "min_value" in params:
-            t = t.filter(lambda k, v, low=params["min_value"]: v >= low)
+        low = min_value(params, topic.name)
+        if low is not None:
+            t = t.filter(lambda k, v: v >= low)
         return t
 
     if kind == "stream-stream":
@@ -103,9 +110,11 @@ def run_ours(kind: str, join: str, records, **params) -> list[tuple]:
                                       after=timedelta(milliseconds=w["after"]),
                                       grace=timedelta(milliseconds=w.get("grace", 0)))
         left, right = app.stream(left_topic), app.stream(right_topic)
-        if "min_value" in params:
-            keep = lambda k, v, low=params["min_value"]: v is not None and v >= low  # noqa: E731
-            left, right = left.filter(keep), right.filter(keep)
+        left_low, right_low = min_value(params, "left"), min_value(params, "right")
+        if left_low is not None:
+            left = left.filter(lambda k, v: v is not None and v >= left_low)
+        if right_low is not None:
+            right = right.filter(lambda k, v: v is not None and v >= right_low)
         getattr(left, method)(right, joiner, windows).to(out)
     elif kind == "stream-table":
         getattr(app.stream(left_topic), method)(table(right_topic), joiner).to(out)
@@ -208,15 +217,18 @@ class Combo:
     @property
     def id(self) -> str:
         params = self.params_of(0)
-        return (f"{self.kind}-{self.join}" + ("-versioned" if "versioned" in params else "")
-                + ("-filtered" if "min_value" in params else "")
+        low = params.get("min_value")
+        filtered = ("" if low is None else "-filtered" if isinstance(low, int)
+                    else "".join(f"-filtered-{side}" for side in low))
+        return (f"{self.kind}-{self.join}" + ("-versioned" if "versioned" in params else "") + filtered
                 + (f"-of-{params['table_join']}" if "table_join" in params else ""))
 
 
 COMBOS = (
     [Combo("stream-stream", j, lambda seed: {"window": STREAM_WINDOWS[seed % len(STREAM_WINDOWS)]})
      for j in ("inner", "left", "outer")]
-    + [Combo("stream-stream", j, lambda seed: {"window": STREAM_WINDOWS[seed % len(STREAM_WINDOWS)], "min_value": 40})
+    + [Combo("stream-stream", j,
+             lambda seed: {"window": STREAM_WINDOWS[seed % len(STREAM_WINDOWS)], "min_value": 40})
        for j in ("inner", "left", "outer")]
     + [Combo("stream-table", j) for j in ("inner", "left")]
     + [Combo("stream-table", j, lambda seed: {"versioned": {"history": (3_000, 10_000, 60_000)[seed % 3]}})
@@ -231,6 +243,8 @@ COMBOS = (
        for j in ("inner", "left")]
     # The left values (foreign keys, >= 1000) all pass; the right rows below 40 are deletions.
     + [Combo("fk", j, lambda seed: {"min_value": 40}) for j in ("inner", "left")]
+    # Left rows with foreign keys r1, r2 (values below 3000) are deletions.
+    + [Combo("fk", j, lambda seed: {"min_value": {"left": 3_000}}) for j in ("inner", "left")]
     + [Combo("stream-globaltable", j) for j in ("inner", "left")]
     + [Combo("stream-joined-table", j, lambda seed, tj=tj: {"table_join": tj})
        for tj in ("inner", "left", "outer", "fk-inner", "fk-left") for j in ("inner", "left")]
