@@ -11,22 +11,26 @@
    the table offsets are committed, its rows are in the local store), so it reads only the stream.
    Timestamps: the table's rows all come before the stream's first record (Quix's as-of lookup needs that).
 2. Stream-stream: M records per side (default 200,000) on two topics L and R over the same keys (default 10,000),
-   1 ms apart, the i-th records of both sides with the same key and the same timestamp; window +-2 s with a grace
-   of 60 s (our fetches interleave the two sides by timestamp only within a fetched batch, and Quix not at all, so
-   a side may run ahead of the other by a fetch; the grace keeps such records joinable for both); each key recurs
-   every K ms (10 s), so every record has exactly one partner: M outputs.
-     ours  left.join(right, joiner, JoinWindows(2, grace=60)).to(out)
+   1 ms apart, the i-th records of both sides with the same key and the same timestamp; window +-2 s; each key
+   recurs every K ms (10 s), so every record has exactly one partner: M outputs.
+     ours  left.join(right, joiner, JoinWindows(2, grace=G)).to(out)
      quix  sdf(L).join_interval(sdf(R), how="inner", on_merge=joiner, backward_ms=2000, forward_ms=2000,
-           grace_ms=60000).to_topic(out)
-   (Quix's interval join looks only backwards in time from the record being processed; with equal timestamps
-   per pair that finds every pair whatever the processing order.)
+           grace_ms=G).to_topic(out)
+   The grace G defaults to the input's whole event-time span plus 10 s (210 s): our worker interleaves a task's
+   partitions by timestamp only within one `getmany()` batch, which aiokafka fills partition by partition, so one
+   side can be read a whole fetch (up to 4 MB, here most of a partition) ahead of the other; with a shorter grace
+   (`--grace 60`) our join then drops most matches as late (64,003 of 200,000 outputs, measured), where Kafka
+   Streams, which picks the lowest timestamp across the task's partition buffers, finds them all. Quix's interval
+   join looks only backwards in time from the record being processed; with equal timestamps per pair that finds
+   every pair whatever the processing order (it found all 200,000 with 60 s).
 
 Rates: input records (stream records; both sides for stream-stream) over the time from the first input record the
 app processed (a `peek` / `update` before the join, in the child, time.monotonic) to the moment the parent's
 consumer (confluent-kafka, by assignment from offset 0 of a fresh output topic per run) receives the last expected
 output. So the time includes producing and the broker, not start-up, group joins, restores or the table load.
-Each engine: at-least-once, commit interval 1 s, RocksDB state with changelogs (the defaults of both). Runs are
-interleaved (ours, quix, ours, quix...); medians.
+Both engines: at-least-once (`--guarantee eos`: exactly-once for both; ours defaults to exactly-once, Quix to
+at-least-once), commit interval 1 s, RocksDB state with changelogs. Runs are interleaved (ours, quix, ours,
+quix...); medians. `--profile DIR` writes a cProfile dump of each of our measured children.
 
     python bench/joins.py                                    # 1M stream records, 100k table keys, 200k x 2; 3 runs
     python bench/joins.py --records 200000 --keys 20000 --ss-records 50000 --runs 1          # quick
@@ -57,7 +61,8 @@ PARTITIONS = 4
 COMMIT_INTERVAL = 1.0
 STEP_MS = 1
 WINDOW_S = 2.0
-GRACE_S = 60.0
+GUARANTEES = {"alo": ("at_least_once", "at-least-once"), "eos": ("exactly_once", "exactly-once")}
+GUARANTEE = "alo"
 
 
 def st_joiner(order: dict, row: dict) -> dict:
@@ -97,7 +102,8 @@ class Control:
 
 def _our_app(group: str, bootstrap: str, workdir: str):
     import streams
-    return streams.App(group, broker=bootstrap, workdir=workdir, commit_interval=COMMIT_INTERVAL)
+    return streams.App(group, broker=bootstrap, workdir=workdir, commit_interval=COMMIT_INTERVAL,
+                       processing_guarantee=GUARANTEES[os.environ.get("BENCH_GUARANTEE", "alo")][0])
 
 
 async def ours_child(kind: str, args) -> None:
@@ -115,7 +121,7 @@ async def ours_child(kind: str, args) -> None:
     else:
         left = app.stream(app.topic(topics[0], key_type=str, partitions=PARTITIONS)).peek(mark)
         right = app.stream(app.topic(topics[1], key_type=str, partitions=PARTITIONS)).peek(mark)
-        left.join(right, ss_joiner, streams.JoinWindows(WINDOW_S, grace=GRACE_S)).to(app.topic(args.out, key_type=str))
+        left.join(right, ss_joiner, streams.JoinWindows(WINDOW_S, grace=args.grace)).to(app.topic(args.out, key_type=str))
 
     @app.timer(0.01)
     async def watch():
@@ -135,7 +141,8 @@ def quix_child(kind: str, args) -> None:
     from quixstreams import Application
     logging.disable(logging.WARNING)
     app = Application(broker_address=args.bootstrap, consumer_group=args.group, auto_offset_reset="earliest",
-                      state_dir=args.workdir, commit_interval=COMMIT_INTERVAL, loglevel="WARNING")
+                      state_dir=args.workdir, commit_interval=COMMIT_INTERVAL, loglevel="WARNING",
+                      processing_guarantee=GUARANTEES[os.environ.get("BENCH_GUARANTEE", "alo")][1])
     ctl = Control()
     topics = [app.topic(t, key_deserializer="str", value_deserializer="json") for t in args.topics.split(",")]
     out = app.topic(args.out, key_serializer="str", value_serializer="json")
@@ -156,7 +163,7 @@ def quix_child(kind: str, args) -> None:
     else:
         left, right = left.update(mark), right.update(mark)
         w = int(WINDOW_S * 1000)
-        joined = left.join_interval(right, how="inner", on_merge=ss_joiner, grace_ms=int(GRACE_S * 1000),
+        joined = left.join_interval(right, how="inner", on_merge=ss_joiner, grace_ms=int(args.grace * 1000),
                                     backward_ms=w, forward_ms=w)
     joined.to_topic(out)
 
@@ -208,12 +215,15 @@ def fill(bootstrap: str, topic: str, n: int, keys: int, value_of, end_ms: int) -
 
 
 def spawn(role: str, bootstrap: str, topics: list[str], out: str, group: str, workdir: Path, expect: int,
-          ctl: Path, load: bool = False, profile: str | None = None) -> subprocess.Popen:
+          ctl: Path, load: bool = False, profile: str | None = None, grace: float | None = None
+          ) -> subprocess.Popen:
     cmd = [sys.executable, __file__, "--child", role, "--bootstrap", bootstrap, "--topics", ",".join(topics),
            "--out", out, "--group", group, "--workdir", str(workdir), "--expect", str(expect)]
     if load:
         cmd.append("--load")
-    env = {**os.environ, "BENCH_CTL": str(ctl)}
+    if grace is not None:
+        cmd += ["--grace", str(grace)]
+    env = {**os.environ, "BENCH_CTL": str(ctl), "BENCH_GUARANTEE": GUARANTEE}
     if profile:
         env["BENCH_PROFILE"] = profile
     ctl.mkdir(parents=True, exist_ok=True)
@@ -245,7 +255,8 @@ def load_table(role: str, bootstrap: str, topics: list[str], out: str, group: st
 
 
 def measure(role: str, bootstrap: str, topics: list[str], out: str, group: str, workdir: Path, inputs: int,
-            outputs: int, ctl: Path, timeout: float, profile: str | None = None) -> dict | None:
+            outputs: int, ctl: Path, timeout: float, profile: str | None = None, grace: float | None = None
+            ) -> dict | None:
     """Run the measured child and count its outputs; returns rate and counts, or None when it failed."""
     from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-out-{uuid.uuid4().hex[:8]}",
@@ -254,7 +265,7 @@ def measure(role: str, bootstrap: str, topics: list[str], out: str, group: str, 
                          "queued.min.messages": 10_000_000, "queued.max.messages.kbytes": 1024 * 1024,
                          "fetch.wait.max.ms": 10})
     consumer.assign([TopicPartition(out, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-    proc = spawn(role, bootstrap, topics, out, group, workdir, inputs, ctl, profile=profile)
+    proc = spawn(role, bootstrap, topics, out, group, workdir, inputs, ctl, profile=profile, grace=grace)
     seen, t_last, failed = 0, None, None
     deadline = time.monotonic() + timeout
     settle = None
@@ -350,6 +361,9 @@ def bench_st(bootstrap: str, args, base: Path) -> dict:
 
 def bench_ss(bootstrap: str, args, base: Path) -> dict:
     m, keys = args.ss_records, args.ss_keys
+    # Default grace: the whole event-time span of the input, so that neither engine drops a match because one side
+    # was read far ahead of the other (see the module docstring); --grace sets it.
+    grace = args.grace if args.grace is not None else m * STEP_MS / 1000 + 10
     if keys * STEP_MS <= 2 * WINDOW_S * 1000:
         raise SystemExit(f"--ss-keys {keys}: a key must recur less often than the window ({2 * WINDOW_S:g} s), "
                          f"i.e. more than {int(2 * WINDOW_S * 1000 / STEP_MS)} keys")
@@ -358,7 +372,8 @@ def bench_ss(bootstrap: str, args, base: Path) -> dict:
     engines = [e for e in args.engines.split(",") if e != "quix" or quix_has("join_interval")]
     runs = [(i, e, f"bench-join-ss-{e}-{i}-{tag}") for i in range(args.runs) for e in engines]
     asyncio.run(create(bootstrap, left_t, right_t, *[f"{g}-out" for _, _, g in runs]))
-    print(f"\nstream-stream: {m:,} records per side over {keys:,} keys, window +-{WINDOW_S:g} s", flush=True)
+    print(f"\nstream-stream: {m:,} records per side over {keys:,} keys, window +-{WINDOW_S:g} s, grace {grace:g} s",
+          flush=True)
     now = int(time.time() * 1000)
     fill(bootstrap, left_t, m, keys, lambda i: {"id": i, "amount": i % 1000}, end_ms=now)
     fill(bootstrap, right_t, m, keys, lambda i: {"id": i, "status": "paid"}, end_ms=now)
@@ -368,7 +383,7 @@ def bench_ss(bootstrap: str, args, base: Path) -> dict:
             print(f" run {i + 1}/{args.runs}", flush=True)
         prof = f"{args.profile}/ss-{e}-{i}.prof" if args.profile and e == "ours" else None
         r = measure(f"{e}-ss", bootstrap, [left_t, right_t], f"{g}-out", g, base / g / "state", 2 * m, m,
-                    base / g / "run", args.timeout, prof)
+                    base / g / "run", args.timeout, prof, grace)
         if r:
             rates[e].append(r)
     return rates
@@ -376,7 +391,8 @@ def bench_ss(bootstrap: str, args, base: Path) -> dict:
 
 def summary(rows: list[tuple[str, dict | None, str]], args) -> None:
     version = quix_version()
-    print(f"\nmedians over {args.runs} run(s), input records/s (quixstreams {version})")
+    print(f"\nmedians over {args.runs} run(s), input records/s, {GUARANTEES[args.guarantee][1]}, "
+          f"quixstreams {version}")
     print("| join | ours | quix | ours/quix | outputs ours / quix | ours runs | quix runs |")
     print("| --- | ---: | ---: | ---: | --- | --- | --- |")
     for label, rates, quix_method in rows:
@@ -402,6 +418,10 @@ def main() -> None:
     p.add_argument("--ss-records", type=int, default=200_000, help="records per side of the stream-stream join")
     p.add_argument("--ss-keys", type=int, default=10_000, help="keys of the stream-stream join (> 4000)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--grace", type=float, help="grace (s) of the stream-stream join, both engines (default: the "
+                   "input's event-time span plus 10 s)")
+    p.add_argument("--guarantee", choices=sorted(GUARANTEES), default="alo",
+                   help="processing guarantee of both engines (default alo: at-least-once)")
     p.add_argument("--only", choices=["st", "ss"], help="one of the two joins")
     p.add_argument("--engines", default="ours,quix")
     p.add_argument("--bootstrap", help="an existing broker (default: our broker in a child process, removed after)")
@@ -415,6 +435,8 @@ def main() -> None:
     p.add_argument("--expect", type=int)
     p.add_argument("--load", action="store_true")
     args = p.parse_args()
+    global GUARANTEE
+    GUARANTEE = args.guarantee
     if args.child:
         child_main(args)
         return
