@@ -74,6 +74,8 @@ class Topology:
 
     app_id: str
     subtopologies: list[SubTopology] = field(default_factory=list)
+    # The partition count each repartition topic must have (the writer's, or the topic it is partitioned like).
+    repartition_counts: dict[str, int | None] = field(default_factory=dict)
     # The stores of global tables: every worker holds each whole (its `source_topic`), no task does.
     global_stores: list[StoreSpec] = field(default_factory=list)
 
@@ -191,10 +193,10 @@ def compile_graph(graph: Graph, partition_counts: dict[str, int] | None = None) 
     def count_of(topic: Topic) -> int | None:
         if topic.partitions is not None:
             return topic.partitions
-        if topic.name in counts:
-            return counts[topic.name]
         if topic.name in like:
             return count_of(like[topic.name])
+        if topic.name in counts:
+            return counts[topic.name]
         if topic.internal and topic.name in writer_of:
             return tasks_of(writer_of[topic.name])
         return None
@@ -214,10 +216,12 @@ def compile_graph(graph: Graph, partition_counts: dict[str, int] | None = None) 
         tasks_of(sub)
     for sub in topo.subtopologies:
         for node in sub.nodes:
-            if node.kind == "repartition" and node.topic.partitions is None:
+            if node.kind == "repartition" and node.topic.partitions is None and node.topic.name not in like:
                 counts[node.topic.name] = sub.partitions if sub.partitions is not None else counts.get(node.topic.name)
     for sub in topo.subtopologies:
         _check_copartitioning(sub, count_of)
+    topo.repartition_counts = {name: count_of(n.topic) for sub in topo.subtopologies for n in sub.nodes
+                               if n.kind == "repartition" for name in [n.topic.name]}
     return topo
 
 

@@ -4,13 +4,14 @@ repartitioning of a re-keyed stream, and agents reading tables. Expected outputs
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 
 import streams
 from streams.testing import TestDriver
-from streamtest import consume
+from streamtest import consume, eventually
 
 
 def pair(left, right):
@@ -122,3 +123,75 @@ def test_an_agent_reads_a_table_and_a_versioned_table_while_processing():
         d.pipe("prices", "apple", None, timestamp=8)   # deleted
         d.pipe("buys", "apple", 1, timestamp=9)
     assert seen == [("apple", 6, 4), ("pear", 0, None), ("apple", 0, 4)]
+
+
+async def test_a_foreign_key_join_on_a_real_broker_with_differently_partitioned_tables(make_app, running, bootstrap):
+    """Orders (2 partitions) refer to products (3 partitions) by product id: no co-partitioning needed. The
+    subscription topic takes the products' partition count and the response topic the orders'. A product update
+    reaches every order referring to it; an order moving to another product stops following the old one."""
+    app = make_app()
+    orders = app.topic(f"{app.id}-orders", key_type=str, value_type=str, partitions=2)
+    products = app.topic(f"{app.id}-products", key_type=str, value_type=str, partitions=3)
+    out = app.topic(f"{app.id}-order-products", key_type=str, value_type=str, partitions=2)
+    (app.table(orders).join(app.table(products), pair, foreign_key=lambda order: order.split(":")[0], name="op")
+        .to_stream().to(out))
+    topo = app.topology({orders.name: 2, products.name: 3})
+    assert sorted(topo.repartition_topics) == [f"{app.id}-op-subscription-registration-topic",
+                                               f"{app.id}-op-subscription-response-topic"]
+    async with running(app):
+        await app.send(products, key="p1", value="apple", timestamp_ms=1_000)
+        await app.send(products, key="p2", value="pear", timestamp_ms=1_000)
+        await app.worker.flush()
+        for order, product in (("o1", "p1"), ("o2", "p1"), ("o3", "p2")):
+            await app.send(orders, key=order, value=f"{product}:1", timestamp_ms=2_000)
+        await until_latest(bootstrap, out.name, {"o1": "p1:1|apple", "o2": "p1:1|apple", "o3": "p2:1|pear"})
+        await app.send(products, key="p1", value="green apple", timestamp_ms=3_000)     # o1 and o2 follow
+        await app.send(orders, key="o2", value="p2:5", timestamp_ms=4_000)              # o2 moves to p2
+        await app.worker.flush()
+        # (o2's answer for the green apple may arrive after o2 moved: it is then stale and dropped)
+        await until_latest(bootstrap, out.name, {"o1": "p1:1|green apple", "o2": "p2:5|pear", "o3": "p2:1|pear"})
+        before = len(await read_all(bootstrap, out.name))
+        await app.send(products, key="p1", value="red apple", timestamp_ms=5_000)       # only o1 follows now
+        await until_latest(bootstrap, out.name, {"o1": "p1:1|red apple", "o2": "p2:5|pear", "o3": "p2:1|pear"})
+        await asyncio.sleep(1)
+        after = await read_all(bootstrap, out.name)
+    assert [(r.key.decode(), r.value.decode()) for r in after[before:]] == [("o1", "p1:1|red apple")]
+    assert (await app_topic_partitions(bootstrap, f"{app.id}-op-subscription-registration-topic")) == 3
+    assert (await app_topic_partitions(bootstrap, f"{app.id}-op-subscription-response-topic")) == 2
+
+
+async def until_latest(bootstrap: str, topic: str, expected: dict) -> None:
+    """Wait until the latest value per key of `topic` is `expected`."""
+    async def check():
+        latest = {r.key.decode(): r.value.decode() for r in await read_all(bootstrap, topic)}
+        return latest if latest == expected else None
+    await eventually(check, timeout=30)
+
+
+async def read_all(bootstrap: str, topic: str, idle: float = 0.5) -> list:
+    """Every record of `topic` so far, in partition order."""
+    from aiokafka import AIOKafkaConsumer
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    out: list = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle * 1000))
+            if not batch:
+                return out
+            for msgs in batch.values():
+                out.extend(msgs)
+    finally:
+        await consumer.stop()
+
+
+async def app_topic_partitions(bootstrap: str, topic: str) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from streams.runtime.topics import existing_partition_counts
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return (await existing_partition_counts(admin, [topic])).get(topic, 0)
+    finally:
+        await admin.close()

@@ -278,8 +278,11 @@ def test_no_duplicates_through_rebalances(eos_broker, tmp_path, app_id, topic_na
         time.sleep(2)
         second = h.start()
         time.sleep(3)
-        h.start()
+        third = h.start()
         time.sleep(3)
+        # (a worker still importing has no SIGTERM handler yet: wait until both took part in a rebalance)
+        wait_assigned(second)
+        wait_assigned(third)
         second.proc.send_signal(signal.SIGTERM)
         assert second.proc.wait(30) == 0
     run_scenario(eos_broker, tmp_path, app_id, topic_name, n=30_000, seconds=12, scenario=scenario)
