@@ -139,6 +139,14 @@ class SessionWindows:
 _BOUNDS = struct.Struct(">qq")
 
 
+def _signed_millis(duration: Any, what: str) -> int:
+    if isinstance(duration, datetime.timedelta):
+        return -to_millis(-duration, what) if duration < datetime.timedelta(0) else to_millis(duration, what)
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool) and duration < 0:
+        return -to_millis(-duration, what)
+    return to_millis(duration, what)
+
+
 class JoinWindows:
     """How far apart in event time two records of a stream-stream join may be: a left record at time t joins the
     right records in [t - before, t + after] (Kafka Streams' JoinWindows). `JoinWindows(d)` is symmetric (+-d);
@@ -148,9 +156,13 @@ class JoinWindows:
     kind = "join"
 
     def __init__(self, before: Any, after: Any = None, *, grace: Any = 0) -> None:
-        self.before_ms = to_millis(before, "join window 'before'")
-        self.after_ms = self.before_ms if after is None else to_millis(after, "join window 'after'")
+        # One bound may be negative (the window lies wholly after or before the record), as long as the window
+        # is not empty: before + after >= 0.
+        self.before_ms = _signed_millis(before, "join window 'before'")
+        self.after_ms = self.before_ms if after is None else _signed_millis(after, "join window 'after'")
         self.grace_ms = to_millis(grace, "join window grace")
+        if self.before_ms + self.after_ms < 0:
+            raise ValueError(f"join window before ({self.before_ms} ms) + after ({self.after_ms} ms) must be >= 0")
 
     @property
     def size_ms(self) -> int:

@@ -42,6 +42,7 @@ def foreign_key_join(left: "KTable", right: "KTable", joiner: Callable, foreign_
     base = name or f"KTABLE-FK-JOIN-{len(graph.nodes):010d}"
     left_stores, right_stores = table_stores(left), table_stores(right)
     _send_old_values(left.node)
+    _send_old_values(right.node)   # a filtered right table then says nothing for a row that was never there
     raw = BytesSerde()
     registration = Topic(f"{graph.app_id}-{base}-subscription-registration-topic", key_serde=right.key_serde,
                          value_serde=raw, internal=True)

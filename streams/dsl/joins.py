@@ -91,7 +91,9 @@ def table_stores(table: "KTable") -> list[StoreSpec]:
         return [table.store]
     stores = table.node.attrs.get("lookup_stores")
     if stores is None:
-        raise TopologyError(f"{table!r} cannot be looked up (a windowed or suppressed table cannot be joined)")
+        raise TopologyError(f"{table!r} cannot be looked up: a stream or another table joins tables with a store of "
+                            "their own, tables derived from them (filter, map_values) and table-table join results; "
+                            "not windowed or suppressed tables, nor (yet) a foreign-key join's result")
     return list(stores)
 
 

@@ -59,7 +59,7 @@ class Builder:
         if versioned:
             if history is None:
                 raise TopologyError("a versioned table needs history= (how long earlier values are kept)")
-            history_ms = to_millis(history, "history", allow_zero=False)
+            history_ms = to_millis(history, "history")
         elif history is not None:
             raise TopologyError("history= is for versioned tables (versioned=True)")
         source = self.graph.source_for([t])

@@ -50,6 +50,11 @@ class VersionedTable:
             return None
         versions = self._versions(store, key)
         skey, svalue = version_entry(key, value, timestamp)
+        if value is None and len(versions) == 1 and versions[0][0] == timestamp:
+            # A deletion at the time of the key's only value erases it without a trace (Kafka Streams keeps
+            # nothing in the history for it), so a later put of an older value is the latest again.
+            store.delete(skey)
+            return "latest"
         store.put(skey, svalue)
         latest = not versions or timestamp >= versions[-1][0]
         # Versions superseded before the cutoff can never be read again.

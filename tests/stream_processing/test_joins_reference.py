@@ -451,6 +451,35 @@ CASES = [
          (("right", "r3", 7, 2_000), ("left", "a", 3_005, 1_000), ("left", "b", 4_005, 3_000),
           ("left", "c", None, 3_000), ("left", None, 3_001, 3_000)),
          (("a", "3005|7", 1_000), ("b", "4005|null", 3_000), (None, "3001|7", 3_000))),
+    # Found as differences by the differential test, fixed since:
+    # A versioned table's tombstone with the same timestamp as the key's latest value deletes that value without a
+    # trace (nothing goes to the history), so a later record older than both is the key's latest version again and
+    # reaches the join (table-table and foreign-key joins drop only out-of-order updates, KIP-914). (A tombstone with a later timestamp leaves the
+    # old value in the history, and then both agree.)
+    Case("versioned-same-time-tombstone-tt", "table-table", "left",
+         (("left", "a", 1, 3_000), ("left", "a", None, 3_000), ("left", "a", 2, 0), ("right", "a", 5, 0)),
+         (("a", "1|null", 3_000), ("a", None, 3_000), ("a", "2|null", 0), ("a", "2|5", 0)),
+         {"versioned": {"history": 10_000}}),
+    Case("versioned-same-time-tombstone-fk", "fk", "inner",
+         (("right", "r1", 7, 0), ("left", "b", 1_000, 3_000), ("left", "b", None, 3_000), ("left", "b", 1_001, 0)),
+         (("b", "1000|7", 3_000), ("b", None, 3_000), ("b", "1001|7", 0)), {"versioned": {"history": 10_000}}),
+    # JoinWindows may have a negative bound as long as before + after >= 0: here a right record joins the left
+    # records 1-3 s after it .
+    Case("negative-after", "stream-stream", "inner",
+         (("right", "a", 1, 1_000), ("left", "a", 2, 2_500), ("left", "a", 3, 3_000), ("right", "a", 4, 3_500),
+          ("left", "a", 5, 5_000), ("right", "b", 6, 9_000)),
+         (("a", "2|1", 2_500), ("a", "3|1", 3_000), ("a", "5|4", 5_000)),
+         {"window": {"before": 3_000, "after": -1_000, "grace": 500}}),
+    # A versioned store may keep no history (history 0: only the latest version).
+    Case("versioned-history-0", "stream-table", "left",
+         (("right", "a", 1, 1_000), ("left", "a", 2, 1_000), ("left", "a", 3, 500)),
+         (("a", "2|1", 1_000), ("a", "3|null", 500)), {"versioned": {"history": 0}}),
+    # A foreign-key join asks its tables for old values, so a filter upstream forwards nothing for a row that
+    # fails it and was not there before (no change).
+    Case("fk-filtered-right-row-never-there", "fk", "left",
+         (("left", "a", 3_509, 500), ("right", "r3", 3, 1_000), ("right", "r3", 50, 1_500), ("right", "r3", 4, 2_000),
+          ("right", "r3", 5, 2_500)),
+         (("a", "3509|null", 500), ("a", "3509|50", 1_500), ("a", "3509|null", 2_000)), {"min_value": 40}),
 ]
 
 
@@ -470,36 +499,6 @@ def test_hand_checked_case_ours(case: Case):
 # the test says so, and the case belongs in CASES above).
 
 OPEN = [
-    # A versioned table's tombstone with the same timestamp as the key's latest value deletes that value without a
-    # trace (nothing goes to the history), so a later record older than both is the key's latest version again and
-    # reaches the join (table-table and foreign-key joins drop only out-of-order updates, KIP-914). Ours keeps the
-    # tombstone's time and drops the older record as out of order. (A tombstone with a later timestamp leaves the
-    # old value in the history, and then both agree.)
-    Case("open-versioned-same-time-tombstone-tt", "table-table", "left",
-         (("left", "a", 1, 3_000), ("left", "a", None, 3_000), ("left", "a", 2, 0), ("right", "a", 5, 0)),
-         (("a", "1|null", 3_000), ("a", None, 3_000), ("a", "2|null", 0), ("a", "2|5", 0)),
-         {"versioned": {"history": 10_000}}),
-    Case("open-versioned-same-time-tombstone-fk", "fk", "inner",
-         (("right", "r1", 7, 0), ("left", "b", 1_000, 3_000), ("left", "b", None, 3_000), ("left", "b", 1_001, 0)),
-         (("b", "1000|7", 3_000), ("b", None, 3_000), ("b", "1001|7", 0)), {"versioned": {"history": 10_000}}),
-    # JoinWindows may have a negative bound as long as before + after >= 0: here a right record joins the left
-    # records 1-3 s after it (ours refuses after < 0).
-    Case("open-negative-after", "stream-stream", "inner",
-         (("right", "a", 1, 1_000), ("left", "a", 2, 2_500), ("left", "a", 3, 3_000), ("right", "a", 4, 3_500),
-          ("left", "a", 5, 5_000), ("right", "b", 6, 9_000)),
-         (("a", "2|1", 2_500), ("a", "3|1", 3_000), ("a", "5|4", 5_000)),
-         {"window": {"before": 3_000, "after": -1_000, "grace": 500}}),
-    # A versioned store may keep no history (history 0: only the latest version; ours refuses history 0).
-    Case("open-versioned-history-0", "stream-table", "left",
-         (("right", "a", 1, 1_000), ("left", "a", 2, 1_000), ("left", "a", 3, 500)),
-         (("a", "2|1", 1_000), ("a", "3|null", 500)), {"versioned": {"history": 0}}),
-    # A foreign-key join asks its tables for old values, so a filter upstream forwards nothing for a row that
-    # fails it and was not there before (no change); ours forwards a deletion, which the join turns into results
-    # for every left row referring to that key (a tombstone for an inner join, "l|null" again for a left join).
-    Case("open-fk-filtered-right-row-never-there", "fk", "left",
-         (("left", "a", 3_509, 500), ("right", "r3", 3, 1_000), ("right", "r3", 50, 1_500), ("right", "r3", 4, 2_000),
-          ("right", "r3", 5, 2_500)),
-         (("a", "3509|null", 500), ("a", "3509|50", 1_500), ("a", "3509|null", 2_000)), {"min_value": 40}),
     # A stream joined with a foreign-key join's result (Kafka Streams materializes it; ours refuses the topology).
     Case("open-stream-joined-with-fk-result", "stream-joined-table", "left",
          (("left", "a", 3_005, 1_000), ("right", "r3", 7, 2_000), ("stream", "a", 1, 3_000), ("stream", "b", 2, 3_000),
