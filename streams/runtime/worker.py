@@ -24,6 +24,7 @@ from ..topology.compiler import Topology
 from .assignor import TaskAssignor
 from .commit import AtLeastOnce, ExactlyOnce, committer_for
 from .global_tables import GlobalStores
+from .interleave import Interleaver
 from .offsets import OffsetTracker
 from .processing import TopologyProcessor
 from .restore import restore_tasks
@@ -76,6 +77,8 @@ class Worker:
         self._lag_reported = time.monotonic()
         self._lag_processed = 0
         self._positions: dict = {}      # partition -> the offset after the last record processed
+        self._interleaver: Interleaver | None = None   # timestamp order for tasks reading several topics
+        self._held_paused: set = set()   # partitions paused because the interleaver holds many of their records
         self._behind = False
         self.started = asyncio.Event()
 
@@ -127,9 +130,44 @@ class Worker:
         extra = [app.dead_letter()] if app.on_error == "dead_letter" else []
         self.topology = await ensure_topics(self.bootstrap, app, extra, self.partition_counts)
         self.processor.load(self.topology)
+        self._interleaver = self._make_interleaver()
         if getattr(self, "standbys", None) is not None:
             self.standbys.load(self.topology)
         self._topology_dirty = False
+
+    def _make_interleaver(self) -> Interleaver | None:
+        """Timestamp order across the partitions of tasks that read several topics (joins, merges), if any."""
+        multi = {t.name: sub.id for sub in self.topology.subtopologies if len(sub.source_topics) > 1
+                 for t in sub.source_topics}
+        if not multi:
+            return None
+        topics_of = {sub.id: [t.name for t in sub.source_topics] for sub in self.topology.subtopologies}
+
+        def task_of(topic: str, partition: int):
+            sub = multi.get(topic)
+            return None if sub is None else (sub, partition)
+
+        def partitions_of(task) -> list:
+            return [tp for tp in (TopicPartition(t, task[1]) for t in topics_of[task[0]]) if tp in self.assigned]
+
+        return Interleaver(task_of, partitions_of, self._may_have_data)
+
+    def _may_have_data(self, tp) -> bool:
+        """Whether the broker holds records of `tp` this worker has not fetched yet (paused partitions: no)."""
+        consumer = self.consumer
+        if consumer is None or tp in self._paused:
+            return False
+        try:
+            state = consumer._subscription.subscription.assignment.state_value(tp)
+        except AttributeError:
+            return False
+        if state is None or state.paused:
+            return False
+        if not state.has_valid_position:
+            return True
+        end = consumer.last_stable_offset(tp) if self.committer.isolation_level == "read_committed" \
+            else consumer.highwater(tp)
+        return end is None or state.position < end
 
     def _stateful_subtopologies(self) -> set[int]:
         return {s.id for s in self.topology.subtopologies if s.stores}
@@ -258,9 +296,12 @@ class Worker:
                 self._subscribe()
             self._apply_backpressure()
             batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=app.max_poll_records)
-            if batch:
+            if batch or (self._interleaver is not None and self._interleaver.held()):
                 try:
-                    self._process(batch)
+                    if batch:
+                        self._process(batch)
+                    else:
+                        self._process_held()
                 except ProcessingError as exc:
                     self.fail(exc)
                     break
@@ -292,8 +333,25 @@ class Worker:
                     self.consumer.seek(tp, first)
                 except IllegalStateError:
                     pass   # no longer assigned: its next owner reads it from the committed offset
+        if self._interleaver is not None:
+            batch = self._interleaver.add(batch)
         for msgs, ends in self.processor.task_runs(batch):
             self._process_records(msgs, ends)
+        if self._interleaver is not None:
+            self._process_held()
+
+    def _process_held(self) -> None:
+        """Process what the interleaver can release (records of multi-partition tasks, in timestamp order); pause
+        the partitions that are far ahead, so that fetches go to those behind."""
+        for msgs, ends in self._interleaver.runs():
+            self._process_records(msgs, ends)
+        full = self._interleaver.full(self.app.max_poll_records) & self.assigned
+        pause, resume = full - self._held_paused, self._held_paused - full
+        if pause:
+            self.consumer.pause(*pause)
+        if resume:
+            self.consumer.resume(*(resume - self._paused))
+        self._held_paused = full
 
     def _process_records(self, msgs: list, ends: list) -> None:
         positions = self._positions
@@ -356,6 +414,8 @@ class Worker:
                 self.consumer.seek(tp, committed)
             self.tracker.forget([tp])
             self._positions.pop(tp, None)
+            if self._interleaver is not None:
+                self._interleaver.discard([tp])
 
     def drop_task(self, task_id: tuple) -> None:
         """Forget a task this worker no longer owns (fenced): its uncommitted state and records are dropped and
@@ -368,6 +428,8 @@ class Worker:
         if tps:
             self.consumer.pause(*tps)
         self.tracker.forget(tps)
+        if self._interleaver is not None:
+            self._interleaver.discard(tps)
         self.assigned -= set(tps)
 
     def request_rejoin(self) -> None:
@@ -386,6 +448,8 @@ class Worker:
         except KafkaError as exc:
             log.warning("commit before rebalance failed: %s", exc)
         self.tracker.forget(revoked)
+        if self._interleaver is not None:
+            self._interleaver.discard(revoked)
         self.assigned -= revoked
         self._paused -= revoked
         if isinstance(self.committer, ExactlyOnce):
