@@ -198,3 +198,31 @@ async def app_topic_partitions(bootstrap: str, topic: str) -> int:
         return (await existing_partition_counts(admin, [topic])).get(topic, 0)
     finally:
         await admin.close()
+
+
+async def test_a_join_reading_a_backlog_keeps_its_sides_in_step(make_app, running, bootstrap):
+    """Both sides are written before the worker starts, and fetches are small: one fetch then holds records of
+    few partitions, and without timestamp order across fetches one side would run far ahead and find its
+    partners expired (grace 0). Every left record has exactly one right partner: all n pairs must come out."""
+    from aiokafka import AIOKafkaProducer
+    n = 6_000
+    app = make_app(max_partition_fetch_bytes=16 * 1024)
+    left = app.topic(f"{app.id}-l", key_type=str, value_type=str, partitions=1)
+    right = app.topic(f"{app.id}-r", key_type=str, value_type=str, partitions=1)
+    out = app.topic(f"{app.id}-lr", key_type=str, value_type=str, partitions=1)
+    app.stream(left).join(app.stream(right), pair, streams.JoinWindows(1)).to(out)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        # Left values are 100 times larger: a fetch of 16 KiB per partition holds ~15 left records and ~1,500
+        # right ones, so the right side gets seconds of event time ahead in every fetch.
+        for topic, size in ((left.name, 1000), (right.name, 10)):
+            for i in range(n):   # a key comes back every 5 s of event time: one partner within +-1 s
+                await producer.send(topic, key=f"k{i % 500}".encode(), value=f"{i:0{size}d}".encode(),
+                                    timestamp_ms=i * 10)
+            await producer.flush()
+    finally:
+        await producer.stop()
+    async with running(app):
+        pairs = await consume(bootstrap, out.name, n, timeout=60)
+    assert len(pairs) == n
