@@ -74,9 +74,14 @@ class AtLeastOnce:
         app, w = self.worker.app, self.worker
         # Idempotent: a retried batch is never written twice, and retriable errors (a full disk answers
         # KAFKA_STORAGE_ERROR) are retried until they succeed, so the worker waits instead of failing.
-        self.producer = AIOKafkaProducer(**{"enable_idempotence": True, "client_id": f"{app.id}-producer",
-                                            **_producer_settings(w)})
-        await self.producer.start()
+        producer = AIOKafkaProducer(**{"enable_idempotence": True, "client_id": f"{app.id}-producer",
+                                       **_producer_settings(w)})
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producer = producer
         self.collector = RecordCollector(self.producer, w.partition_counts)
 
     def append_for_processor(self):
@@ -189,8 +194,16 @@ class ExactlyOnce:
             producer = AIOKafkaProducer(**_producer_settings(
                 w, enable_idempotence=True, transactional_id=f"{app.id}-{task_name(task_id)}",
                 client_id=f"{app.id}-{task_name(task_id)}"))
-            await producer.start()
-            await producer.begin_transaction()
+            try:
+                await producer.start()
+                await producer.begin_transaction()
+            except BaseException:
+                # (the broker is away, or this task was fenced meanwhile): close it, the caller retries or gives up
+                try:
+                    await asyncio.wait_for(producer.stop(), 10)
+                except Exception as exc:
+                    log.debug("stopping a producer that failed to start for task %s: %s", task_name(task_id), exc)
+                raise
             self.producers[task_id] = producer
             self.collectors[task_id] = RecordCollector(producer, w.partition_counts)
 
