@@ -186,26 +186,45 @@ class ExactlyOnce:
 
     async def open_tasks(self, task_ids: list) -> None:
         """Start a transactional producer per task; starting it fences the task's previous owner (its open
-        transaction is aborted), so this runs before the task's stores are restored."""
-        app, w = self.worker.app, self.worker
+        transaction is aborted), so this runs before the task's stores are restored. A start refused for a while
+        (the transaction coordinator loading or busy during a rebalance) is retried for up to `REOPEN_TIMEOUT`:
+        a task must never process without its producer."""
         for task_id in task_ids:
             if task_id in self.producers:
                 continue
-            producer = AIOKafkaProducer(**_producer_settings(
-                w, enable_idempotence=True, transactional_id=f"{app.id}-{task_name(task_id)}",
-                client_id=f"{app.id}-{task_name(task_id)}"))
-            try:
-                await producer.start()
-                await producer.begin_transaction()
-            except BaseException:
-                # (the broker is away, or this task was fenced meanwhile): close it, the caller retries or gives up
+            deadline = time.monotonic() + self.REOPEN_TIMEOUT
+            delay = 0.2
+            while True:
                 try:
-                    await asyncio.wait_for(producer.stop(), 10)
-                except Exception as exc:
-                    log.debug("stopping a producer that failed to start for task %s: %s", task_name(task_id), exc)
-                raise
-            self.producers[task_id] = producer
-            self.collectors[task_id] = RecordCollector(producer, w.partition_counts)
+                    await self._open(task_id)
+                    break
+                except FENCED:
+                    raise
+                except KafkaError as exc:
+                    if time.monotonic() > deadline:
+                        raise
+                    log.warning("task %s: cannot start its transactional producer yet (%s); retrying",
+                                task_name(task_id), exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
+    async def _open(self, task_id: tuple) -> None:
+        app, w = self.worker.app, self.worker
+        producer = AIOKafkaProducer(**_producer_settings(
+            w, enable_idempotence=True, transactional_id=f"{app.id}-{task_name(task_id)}",
+            client_id=f"{app.id}-{task_name(task_id)}"))
+        try:
+            await producer.start()
+            await producer.begin_transaction()
+        except BaseException:
+            # (the broker is away, or this task was fenced meanwhile): close it, the caller retries or gives up
+            try:
+                await asyncio.wait_for(producer.stop(), 10)
+            except Exception as exc:
+                log.debug("stopping a producer that failed to start for task %s: %s", task_name(task_id), exc)
+            raise
+        self.producers[task_id] = producer
+        self.collectors[task_id] = RecordCollector(producer, w.partition_counts)
 
     async def close_tasks(self, task_ids: list) -> None:
         for task_id in task_ids:
