@@ -68,7 +68,10 @@ def foreign_key_join(left: "KTable", right: "KTable", joiner: Callable, foreign_
                             name=f"{base}-subscription-response-sink", partitions_like=_source_topic(left.node))
     responded = graph.add("source", topics=[response], name=f"{base}-subscription-response-source")
     to_response.attrs["downstream"] = responded
+    # The result is kept in a store of its own (as Kafka Streams materializes it), so that it can be looked up
+    # (a stream or a table joining it, app.store) and passes its previous row on to what follows.
+    result = StoreSpec(f"{base}-result-store", "kv", left.key_serde, JsonSerde(), timestamped=True)
     joined = graph.add("processor", op="fk_response", parents=[responded], name=f"{base}-result",
-                       stores=list(left_stores), left=left.node, how=how, joiner=joiner,
-                       left_value_serde=left.value_serde, right_value_serde=right.value_serde)
-    return KTable(left._builder, joined, left.key_serde, JsonSerde())
+                       stores=[*left_stores, result], left=left.node, how=how, joiner=joiner,
+                       left_value_serde=left.value_serde, right_value_serde=right.value_serde, result=result)
+    return KTable(left._builder, joined, left.key_serde, JsonSerde(), store=result)

@@ -59,8 +59,8 @@ def _items(data: bytes) -> list[bytes]:
 def value_getter(node: Node, ctx: Any) -> Callable[[Any], tuple[Any, int] | None]:
     """`getter(key) -> (value, timestamp)` of the table `node` produces, None when it has no row for the key."""
     op = node.op
-    if op in ("table_source", "aggregate"):
-        spec = node.attrs["stores"][0]
+    if op in ("table_source", "aggregate", "fk_response"):
+        spec = node.attrs["result"] if op == "fk_response" else node.attrs["stores"][0]
         name, ks, vd = spec.name, spec.key_serde.serialize, spec.value_serde.deserialize
         if spec.history_ms is not None:
             versions = VersionedTable(spec.history_ms)
@@ -436,6 +436,19 @@ def build_fk_response(node: Node, ctx: Any, down: Process) -> Process:
     a = node.attrs
     left, left_join, joiner = value_getter(a["left"], ctx), a["how"] == "left", a["joiner"]
     lvs, rvd = a["left_value_serde"].serialize, a["right_value_serde"].deserialize
+    result = a["result"]
+    rname, rks, rvs, rvd2 = result.name, result.key_serde.serialize, result.value_serde.serialize, \
+        result.value_serde.deserialize
+
+    def emit(k, value):
+        store, kb = ctx.task.stores[rname], rks(k)
+        stored = store.get(kb)
+        if value is None:
+            store.delete(kb)
+        else:
+            store.put(kb, _pack_ts(ctx.timestamp) + rvs(value))
+        ctx.old = None if stored is None else rvd2(stored[8:])
+        down(k, value)
 
     def process(k, data):
         if data is None:
@@ -446,9 +459,9 @@ def build_fk_response(node: Node, ctx: Any, down: Process) -> Process:
             return                      # the left row changed since: a newer response is on its way
         right = None if rest[:1] == b"\x00" else rvd(rest[1:])
         if right is None and (not left_join or row is None):
-            down(k, None)
+            emit(k, None)
         else:
-            down(k, joiner(None if row is None else row[0], right))
+            emit(k, joiner(None if row is None else row[0], right))
     return process
 
 
