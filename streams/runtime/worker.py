@@ -297,11 +297,15 @@ class Worker:
             self._apply_backpressure()
             batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=app.max_poll_records)
             if batch or (self._interleaver is not None and self._interleaver.held()):
+                # Under the commit lock: a commit that a rebalance runs (on_revoked, in the consumer's own task)
+                # must not see records processed, nor agents fed, while it commits. Otherwise stores would apply
+                # after that transaction writes it did not contain (its outputs and offsets still pending).
                 try:
-                    if batch:
-                        self._process(batch)
-                    else:
-                        self._process_held()
+                    async with self._commit_lock:
+                        if batch:
+                            self._process(batch)
+                        else:
+                            self._process_held()
                 except ProcessingError as exc:
                     self.fail(exc)
                     break
@@ -310,7 +314,8 @@ class Worker:
             if now - last_punctuate >= 0.1:
                 last_punctuate = now
                 try:
-                    self.processor.punctuate(self.processor.ctx.clock())
+                    async with self._commit_lock:
+                        self.processor.punctuate(self.processor.ctx.clock())
                 except ProcessingError as exc:
                     self.fail(exc)
                     break
