@@ -33,6 +33,8 @@ def _long(n: int) -> int:
 
 
 def _forward(ctx: Any, down: Process, key: Any, value: Any, ts: int, old: Any = None) -> None:
+    """Forward a result with its own timestamp (and, for a table row, its previous value), then put the record's
+    back (the stateful closures in `stateful` use it too)."""
     saved, saved_old = ctx.timestamp, ctx.old
     ctx.timestamp, ctx.old = ts, old
     down(key, value)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..topology.graph import Node
 from ..windows import Windowed
-from .joins import JOIN_OPS, build_join
+from .joins import JOIN_OPS, _forward, build_join
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,6 @@ def _advance(ctx: Any, name: str, ts: int) -> int:
     if ts > st:
         times[name] = st = ts
     return st
-
-
-def _forward(ctx: Any, down: Process, key: Any, value: Any, ts: int) -> None:
-    saved = ctx.timestamp
-    ctx.timestamp = ts
-    down(key, value)
-    ctx.timestamp = saved
 
 
 def build_aggregate(node: Node, ctx: Any, down: Process) -> Process:

@@ -38,7 +38,7 @@ PROGRAM = HERE / "KafkaStreamsReference.java"
 POM = HERE / "pom.xml"
 NEEDED_JARS = ("kafka-streams-4.1.1.jar", "kafka-streams-test-utils-4.1.1.jar", "kafka-clients-4.1.1.jar")
 
-__all__ = ["KafkaStreamsError", "WindowedResult", "classpath", "run_join", "run_kafka_streams", "run_scenario"]
+__all__ = ["KafkaStreamsError", "WindowedResult", "classpath", "run_join", "run_kafka_streams", "run_scenario", "shrink"]
 
 
 class KafkaStreamsError(RuntimeError):
@@ -161,3 +161,24 @@ def run_join(kind: str, join: str, records: Iterable[tuple], **params: Any) -> l
         raise ValueError(f"unknown join kind {kind!r}: one of {', '.join(JOIN_KINDS)}")
     scenario = {"type": "join", "kind": kind, "join": join, **params, "records": [list(r) for r in records]}
     return [(r["key"], r["value"], r["timestamp"]) for r in run_scenario(scenario)]
+
+
+def shrink(records: tuple, differs) -> tuple:
+    """The shortest prefix of `records` that still `differs`, then without each record that is not needed (the
+    differential tests report the smallest input on which ours and Kafka Streams disagree)."""
+    lo, hi = 1, len(records)
+    while lo < hi:  # a disagreement usually persists once it appears; checked after the bisection
+        mid = (lo + hi) // 2
+        if differs(records[:mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    smallest = records[:lo] if differs(records[:lo]) else records
+    i = 0
+    while i < len(smallest):
+        candidate = smallest[:i] + smallest[i + 1:]
+        if candidate and differs(candidate):
+            smallest = candidate
+        else:
+            i += 1
+    return smallest

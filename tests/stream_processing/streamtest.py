@@ -48,6 +48,24 @@ async def consume(bootstrap: str, topic: str, count: int, timeout: float = 20.0)
     return out
 
 
+async def read_all(bootstrap: str, topic: str, idle: float = 0.5, isolation_level: str = "read_uncommitted"
+                   ) -> list:
+    """Every record of `topic` so far (read until nothing arrives for `idle` seconds), partition by partition."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, isolation_level=isolation_level)
+    await consumer.start()
+    out: list = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle * 1000), max_records=50_000)
+            if not batch:
+                return out
+            for msgs in batch.values():
+                out.extend(msgs)
+    finally:
+        await consumer.stop()
+
+
 async def committed(bootstrap: str, group: str, topic: str, partitions: int = 1) -> dict[int, int | None]:
     """The group's committed offsets of `topic`."""
     from aiokafka import TopicPartition

@@ -12,7 +12,7 @@ import pytest
 
 import streams
 from streams.testing import TestDriver
-from streamtest import consume, eventually
+from streamtest import consume, eventually, read_all
 
 
 def pair(left, right):
@@ -169,24 +169,6 @@ async def until_latest(bootstrap: str, topic: str, expected: dict) -> None:
         latest = {r.key.decode(): r.value.decode() for r in await read_all(bootstrap, topic)}
         return latest if latest == expected else None
     await eventually(check, timeout=30)
-
-
-async def read_all(bootstrap: str, topic: str, idle: float = 0.5) -> list:
-    """Every record of `topic` so far, in partition order."""
-    from aiokafka import AIOKafkaConsumer
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
-    out: list = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(idle * 1000))
-            if not batch:
-                return out
-            for msgs in batch.values():
-                out.extend(msgs)
-    finally:
-        await consumer.stop()
 
 
 async def app_topic_partitions(bootstrap: str, topic: str) -> int:

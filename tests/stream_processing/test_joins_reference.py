@@ -54,7 +54,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
 
-from kstreams import run_join  # noqa: E402
+from kstreams import run_join, shrink  # noqa: E402
 
 import streams  # noqa: E402
 from streams.testing import TestDriver  # noqa: E402
@@ -253,26 +253,6 @@ COMBOS = (
 
 
 # ---- comparing, shrinking, reporting ----
-
-def shrink(records: tuple, differs) -> tuple:
-    """The shortest prefix of `records` that still `differs`, then without each record that is not needed."""
-    lo, hi = 1, len(records)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if differs(records[:mid]):
-            hi = mid
-        else:
-            lo = mid + 1
-    smallest = records[:lo] if differs(records[:lo]) else records
-    i = 0
-    while i < len(smallest):
-        candidate = smallest[:i] + smallest[i + 1:]
-        if candidate and differs(candidate):
-            smallest = candidate
-        else:
-            i += 1
-    return smallest
-
 
 def outcome(kind, join, records, params):
     """(ours, theirs); ours is the exception's repr if our side raised."""

@@ -26,9 +26,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from streamtest import create_topic
+from streamtest import create_topic, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS, PAGES, STEP_MS = 200, 20, 10
@@ -70,21 +70,7 @@ async def produce_events(bootstrap: str, topic: str, n: int, rate: float) -> Non
 
 
 async def read_committed(bootstrap: str, topic: str, idle: float = 2.0) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                isolation_level="read_committed", enable_auto_commit=False)
-    await consumer.start()
-    out: list = []
-    try:
-        last = time.monotonic()
-        while time.monotonic() - last < idle:
-            batch = await consumer.getmany(timeout_ms=200, max_records=50_000)
-            for records in batch.values():
-                if records:
-                    last = time.monotonic()
-                out.extend(records)
-    finally:
-        await consumer.stop()
-    return out
+    return await read_all(bootstrap, topic, idle=idle, isolation_level="read_committed")
 
 
 class Worker:

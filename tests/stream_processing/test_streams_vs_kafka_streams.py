@@ -37,7 +37,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
 
-from kstreams import run_kafka_streams  # noqa: E402
+from kstreams import run_kafka_streams, shrink  # noqa: E402
 from test_streams_windows import CASES, RULE_CASES, Case, by_window, run_ours  # noqa: E402
 
 pytestmark = pytest.mark.reference
@@ -103,26 +103,6 @@ def last_values(out) -> dict:
 def outcome(window, aggregation, emit, records, compare):
     return compare(run_ours(window, aggregation, emit, records)), compare(reference(window, aggregation, emit,
                                                                                     records))
-
-
-def shrink(records: tuple, differs) -> tuple:
-    """The shortest prefix of `records` that still `differs`, then without each record that is not needed."""
-    lo, hi = 1, len(records)
-    while lo < hi:  # a disagreement usually persists once it appears; checked after the bisection
-        mid = (lo + hi) // 2
-        if differs(records[:mid]):
-            hi = mid
-        else:
-            lo = mid + 1
-    smallest = records[:lo] if differs(records[:lo]) else records
-    i = 0
-    while i < len(smallest):
-        candidate = smallest[:i] + smallest[i + 1:]
-        if candidate and differs(candidate):
-            smallest = candidate
-        else:
-            i += 1
-    return smallest
 
 
 def assert_same(window: dict, aggregation: str, emit: str, records: tuple, compare, what: str) -> None:
