@@ -176,13 +176,23 @@ class ExactlyOnce:
         collectors, side = self.collectors, self.side
 
         def append(topic, key, value, timestamp_ms=None, headers=None, partition=None):
-            collector = collectors.get(ctx.task.id) if ctx.task is not None else None
-            (collector or side.collector).append(topic, key, value, timestamp_ms, headers, partition)
+            task = ctx.task
+            if task is None:
+                side.collector.append(topic, key, value, timestamp_ms, headers, partition)
+                return
+            collector = collectors.get(task.id)
+            if collector is None:
+                raise RuntimeError(f"task {task.name} processed a record without its transactional producer")
+            collector.append(topic, key, value, timestamp_ms, headers, partition)
         return append
 
-    def collector_for_send(self, task: Any) -> RecordCollector:
-        collector = self.collectors.get(task.id) if task is not None else None
-        return collector or self.side.collector
+    def collector_for_send(self, task: Any) -> RecordCollector | None:
+        """Where a record of `task` goes: its transaction; the side producer for no task; None while the task
+        has no transaction (rolled back or closed: its records are processed again, so the record is not owed).
+        Never the side producer for a task: that record would be visible whatever its transaction became."""
+        if task is None:
+            return self.side.collector
+        return self.collectors.get(task.id)
 
     async def open_tasks(self, task_ids: list) -> None:
         """Start a transactional producer per task; starting it fences the task's previous owner (its open
@@ -269,10 +279,10 @@ class ExactlyOnce:
             log.warning("task %s: agents still hold some of its records; rolling it back instead of committing",
                         task_name(task_id))
             if w.stopping:
-                await self._discard_producer(task_id)
                 task = w.processor.tasks.tasks.get(task_id)
                 if task is not None:
                     task.roll_back()
+                await self._discard_producer(task_id)
             else:
                 await self._roll_back(task_id)
         offsets = {tp: off for tp, off in w.tracker.committable().items() if tp in w.assigned}
@@ -283,7 +293,10 @@ class ExactlyOnce:
                 by_task.setdefault(task_id, {})[tp] = OffsetAndMetadata(off, "")
         tasks = w.processor.tasks
         for topic, partition, key, value, ts, task_id in tasks.changelog_records(with_task=True):
-            self.collector_for_send(tasks.tasks.get(task_id)).append(topic, key, value, ts, None, partition)
+            collector = self.collectors.get(task_id)
+            if collector is None:
+                raise RuntimeError(f"task {task_name(task_id)} has changelog records but no transactional producer")
+            collector.append(topic, key, value, ts, None, partition)
         busy = (set(by_task) | {t for t, c in self.collectors.items() if c.pending or c.unflushed}) - held
         results = await asyncio.gather(*(self._commit_task(t, by_task.get(t, {})) for t in sorted(busy)
                                          if t in self.producers), return_exceptions=True)
@@ -321,10 +334,13 @@ class ExactlyOnce:
         old one left open, whatever state the client is in), drop the task's uncommitted state and move its input
         back to the last committed offsets. Retried while the broker is away, for up to `REOPEN_TIMEOUT`."""
         w = self.worker
-        await self._discard_producer(task_id)
+        # The task's generation moves on before anything awaits: an agent still holding its records must find
+        # them stale at once (its table writes refused, its outputs dropped), never see the task without its
+        # producer and its state still holding the aborted transaction's writes.
         task = w.processor.tasks.tasks.get(task_id)
         if task is not None:
             task.roll_back()
+        await self._discard_producer(task_id)
         deadline = time.monotonic() + self.REOPEN_TIMEOUT
         delay = 0.2
         while True:

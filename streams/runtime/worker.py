@@ -229,6 +229,10 @@ class Worker:
                           ev.partition, ev.offset)
                 return True
         collector = self.committer.collector_for_send(task)
+        if collector is None:
+            log.debug("dropped an output of %s[%s]@%s: its task has no open transaction", ev.topic, ev.partition,
+                      ev.offset)
+            return True
         collector.append(topic, key, value, timestamp_ms, headers, partition)
         if collector.pending > 10_000:
             await self.send()
@@ -463,9 +467,11 @@ class Worker:
             # task gets a new producer (fencing any other) and stores restored from what was committed.
             revoked_tasks = {self.processor.task_of(tp.topic, tp.partition) for tp in revoked} - {None}
             async with self._commit_lock:
-                await self.committer.close_tasks(sorted(revoked_tasks))
+                # The tasks first (their generation moves on, so an agent still holding their records drops
+                # them), then their producers, whose abort awaits the broker.
                 for task_id in revoked_tasks:
                     self.processor.tasks.close(task_id)
+                await self.committer.close_tasks(sorted(revoked_tasks))
 
     async def on_assigned(self, assigned: set) -> None:
         """The group gave this worker `assigned` (every partition it owns now): close the stores of tasks that

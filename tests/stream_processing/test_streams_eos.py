@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamtest import create_topic, read_all
+from streamtest import create_topic, produce, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS, PAGES, STEP_MS = 200, 20, 10
@@ -277,3 +277,48 @@ def test_no_duplicates_through_rebalances(eos_broker, tmp_path, app_id, topic_na
         second.proc.send_signal(signal.SIGTERM)
         assert second.proc.wait(30) == 0
     run_scenario(eos_broker, tmp_path, app_id, topic_name, n=30_000, seconds=12, scenario=scenario)
+
+
+async def test_a_rollback_while_an_agent_holds_records_leaks_nothing(make_app, running, bootstrap, topic_name):
+    """A task rolled back (its transaction aborted) while its agent is half-way through a chunk: the agent must not
+    go on writing its table and sending outputs in the moments the task's producer is being replaced (they would
+    go out beside the transaction, visible at once, and count on the aborted writes). read_committed readers see
+    each count exactly once, in order, as in a run without the rollback."""
+    n = 600
+    src, out = f"{topic_name}-src", f"{topic_name}-out"
+    await create_topic(bootstrap, src)
+    await create_topic(bootstrap, out)
+    app = make_app(commit_interval=60.0)   # no commit of its own: the rollback is the only thing that happens
+    seen = app.Table("seen", default=int)
+
+    @app.agent(app.topic(src, key_type=str), sink=[app.topic(out, key_type=str, value_type=str)])
+    async def echo(stream):
+        async for event in stream.events():
+            seen[event.key] += 1
+            await asyncio.sleep(0)   # yields to the loop between records, as real agents do
+            yield f"{event.key}:{seen[event.key]}"
+
+    async with running(app):
+        worker = app.worker
+        producing = asyncio.create_task(produce(bootstrap, src, [(b"u", b"{}")] * n))
+        deadline = time.monotonic() + 30
+        rolled_back = False
+        while not rolled_back:
+            assert time.monotonic() < deadline, "the agent never held records"
+            async with worker._commit_lock:
+                held = worker.tracker.outstanding()
+                if held:
+                    task_id = worker.processor.task_of(src, 0)
+                    await worker.committer._roll_back(task_id)
+                    rolled_back = True
+            await asyncio.sleep(0)
+        await producing
+        values: list = []
+        while len(values) < n and time.monotonic() < deadline:
+            await worker.commit()   # (waits for the agent, then commits what it did since the rollback)
+            await asyncio.sleep(0.2)
+            values = [m.value.decode() for m in await read_all(bootstrap, out, isolation_level="read_committed")]
+    want = [f"u:{i}" for i in range(1, n + 1)]
+    first = next((i for i, (a, b) in enumerate(zip(values, want)) if a != b), None)
+    assert values == want, f"{len(values)} outputs; first difference at {first}: {values[first:first + 5]}" \
+        if first is not None else f"{len(values)} outputs for {n} records"
