@@ -8,6 +8,7 @@ restart or kill the broker use the `embedded` fixtures only and are skipped agai
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -171,3 +172,19 @@ def broker_process(tmp_path, only_embedded):
         if p.proc and p.proc.poll() is None:
             p.proc.kill()
             p.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def franzsecure() -> Path:
+    """tests/go/secure built once into .tools/franzsecure (rebuilt when a source file is newer): franz-go over
+    SASL and TLS (test_broker_security.py), and its "acl" steps (test_broker_acl.py)."""
+    if shutil.which("go") is None:
+        pytest.skip("go is needed for the franz-go client tests")
+    source = ROOT / "tests" / "go"
+    binary = ROOT / ".tools" / "franzsecure"
+    newest = max(p.stat().st_mtime for p in (source / "secure").iterdir())
+    if not binary.exists() or binary.stat().st_mtime < newest:
+        res = subprocess.run(["go", "build", "-o", str(binary), "./secure"], cwd=source, capture_output=True,
+                             text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+    return binary

@@ -1,19 +1,23 @@
-"""Authorization with real clients and real principals (SCRAM-SHA-256 over SASL_PLAINTEXT): a principal without
-READ on a topic gets TOPIC_AUTHORIZATION_FAILED as aiokafka, kafka-python and confluent-kafka each report it;
-prefixed ACLs; deny beats allow; super users; Metadata hides what a principal may not describe; group and
-transactional-id checks; ACL administration through confluent-kafka's and kafka-python's admin clients; ACLs
-survive a restart. Raw-protocol checks run as User:ANONYMOUS on a PLAINTEXT listener of the same broker.
+"""Authorization with real clients and real principals (SCRAM-SHA-256 over SASL_PLAINTEXT; PLAIN for kcat): a
+principal without READ on a topic gets TOPIC_AUTHORIZATION_FAILED as aiokafka, kafka-python, confluent-kafka,
+the Java client, franz-go and kcat each report it (and, for the last three, a produce without WRITE and a group
+without READ); prefixed ACLs; deny beats allow; super users; Metadata hides what a principal may not describe;
+group and transactional-id checks; ACL administration through confluent-kafka's and kafka-python's admin
+clients; ACLs survive a restart. Raw-protocol checks run as User:ANONYMOUS on a PLAINTEXT listener of the same
+broker.
 """
 
 from __future__ import annotations
 
 import datetime
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -23,7 +27,10 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    NewTopic, ResourcePatternType, ResourceType)
 
 from broker_embedded import EmbeddedBroker
+from test_java_client import java_classpath  # noqa: F401  (the fixture: kafka-clients 4.1.1 jars)
 from wire import Conn
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PASSWORD = "secret-pw"
 USERS = ("admin", "alice", "bob")
@@ -32,7 +39,8 @@ USERS = ("admin", "alice", "bob")
 def _settings(data_dir) -> dict:
     return dict(data_dir=str(data_dir), group_initial_rebalance_delay_ms=0,
                 listeners="SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
-                scram_users={u: PASSWORD for u in USERS}, authorizer=True, super_users="User:admin")
+                scram_users={u: PASSWORD for u in USERS}, sasl_plain_users={u: PASSWORD for u in USERS},
+                authorizer=True, super_users="User:admin")
 
 
 @pytest.fixture
@@ -523,3 +531,103 @@ def test_authorize_any_topic_write_for_idempotence(tmp_path):
     assert not dominated.authorize_any("User:a", "h", Operation.WRITE, ResourceType.TOPIC)
     assert not _authorizer(tmp_path / "c", [("TOPIC", "t1", "User:b", "WRITE")]).authorize_any(
         "User:a", "h", Operation.WRITE, ResourceType.TOPIC)
+
+
+# ---- the Java client, franz-go and kcat: the same denials, then the same client allowed ----
+
+def _alice_may_only_describe(broker) -> str:
+    """A topic with three records that alice may describe but neither read nor write; READ on her group alice-g;
+    WRITE on a topic of her own, so that an idempotent producer may start (KIP-679) and the produce is refused
+    for the topic itself."""
+    topic = "secret-" + uuid.uuid4().hex[:6]
+    _create_topic(broker, topic)
+    _produce_as(broker, "admin", topic, [b"x"] * 3)
+    _create_acls(broker, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.DESCRIBE),
+                          _acl(ResourceType.GROUP, "alice-g", "User:alice", AclOperation.READ),
+                          _acl(ResourceType.TOPIC, "alice-own", "User:alice", AclOperation.WRITE)])
+    return topic
+
+
+def test_read_and_write_denied_java_client(secured, java_classpath):
+    """kafka-clients 4.1.1: a group consumer without READ on the topic gets TopicAuthorizationException naming
+    it; without READ on the group, GroupAuthorizationException; a produce without WRITE, TopicAuthorizationException.
+    Once the Admin client has added READ (then WRITE), the same calls consume the records (and produce)."""
+    topic = _alice_may_only_describe(secured)
+    steps = [["alice", "consume", topic, "alice-g", "0"],
+             ["alice", "consume", topic, "no-access", "0"],
+             ["alice", "produce", topic],
+             ["admin", "allow", "TOPIC", topic, "User:alice", "READ"],
+             ["alice", "consume", topic, "alice-g", "3"],
+             ["admin", "allow", "TOPIC", topic, "User:alice", "WRITE"],
+             ["alice", "produce", topic]]
+    args = [secured.listener_address("SASL_PLAINTEXT"), PASSWORD]
+    for step in steps:
+        args += [*step, "--"]
+    res = subprocess.run(["java", "-cp", java_classpath, str(ROOT / "tests" / "java" / "AclClient.java"), *args],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines() == [
+        f"1 TopicAuthorizationException [{topic}]",
+        "2 GroupAuthorizationException no-access",
+        f"3 TopicAuthorizationException [{topic}]",
+        f"4 allowed User:alice READ TOPIC {topic}",
+        "5 consumed 3",
+        f"6 allowed User:alice WRITE TOPIC {topic}",
+        "7 produced",
+    ], res.stdout + res.stderr
+
+
+def _franz(franzsecure, broker, user: str, *step: str) -> str:
+    res = subprocess.run([str(franzsecure), "acl", broker.listener_address("SASL_PLAINTEXT"), user, PASSWORD, *step],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout.strip()
+
+
+def test_read_and_write_denied_franz_go(secured, franzsecure):
+    """franz-go: the group consumer's fetch error is TOPIC_AUTHORIZATION_FAILED for the topic; a group without
+    READ, GROUP_AUTHORIZATION_FAILED (the group session's error); a produce without WRITE,
+    TOPIC_AUTHORIZATION_FAILED. With READ, then WRITE, added, the same steps consume the records and produce."""
+    topic = _alice_may_only_describe(secured)
+    assert _franz(franzsecure, secured, "alice", "consume", topic, "alice-g", "0") == \
+        f"denied TOPIC_AUTHORIZATION_FAILED {topic}"
+    assert _franz(franzsecure, secured, "alice", "consume", topic, "no-access", "0") == \
+        "group denied GROUP_AUTHORIZATION_FAILED"
+    assert _franz(franzsecure, secured, "alice", "produce", topic) == "denied TOPIC_AUTHORIZATION_FAILED"
+    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.READ)])
+    assert _franz(franzsecure, secured, "alice", "consume", topic, "alice-g", "3") == "consumed 3"
+    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.WRITE)])
+    assert _franz(franzsecure, secured, "alice", "produce", topic) == "produced"
+
+
+def _kcat(broker, user: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """kcat as USER over SASL PLAIN: Debian's kcat has librdkafka 2.0.2, whose SCRAM Kafka 4.1 refuses (and we do;
+    see test_broker_security.py::test_kcat)."""
+    auth = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN", "-X", f"sasl.username={user}",
+            "-X", f"sasl.password={PASSWORD}"]
+    return subprocess.run(["kcat", "-b", broker.listener_address("SASL_PLAINTEXT"), *auth, *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is installed by .ci/run (Debian package kcat)")
+def test_read_and_write_denied_kcat(secured):
+    """kcat (librdkafka): consuming to the end (-C -e) fails with the fetch's "Broker: Topic authorization
+    failed", a balanced consumer (-G) in a group without READ with the group's, a produce (-P) without WRITE with
+    the delivery report's. With READ, then WRITE, added, the same commands consume the records and produce."""
+    topic = _alice_may_only_describe(secured)
+    res = _kcat(secured, "alice", "-C", "-t", topic, "-o", "beginning", "-e")
+    assert res.returncode != 0 and res.stdout == "", res.stdout + res.stderr
+    assert f"Topic {topic} [0] error: Fetch from broker 1 failed: Broker: Topic authorization failed" in res.stderr
+    res = _kcat(secured, "alice", "-G", "no-access", "-e", topic)
+    assert res.returncode != 0 and "Group authorization failed" in res.stderr, res.stderr
+    res = _kcat(secured, "alice", "-P", "-t", topic, stdin="denied\n")
+    assert res.returncode != 0 and "Delivery failed for message: Broker: Topic authorization failed" in res.stderr, \
+        res.stderr
+    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.READ)])
+    res = _kcat(secured, "alice", "-C", "-t", topic, "-o", "beginning", "-e")
+    assert res.returncode == 0 and res.stdout.split() == ["x"] * 3, res.stdout + res.stderr
+    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.WRITE)])
+    res = _kcat(secured, "alice", "-P", "-t", topic, stdin="allowed\n")
+    assert res.returncode == 0, res.stderr
+    res = _kcat(secured, "alice", "-C", "-t", topic, "-o", "beginning", "-e")
+    assert res.returncode == 0 and res.stdout.split() == ["x"] * 3 + ["allowed"], res.stdout + res.stderr

@@ -549,20 +549,6 @@ def test_java_client(secured, pki, java_classpath):
             "mechanism SCRAM-SHA-256") in lines
 
 
-@pytest.fixture(scope="session")
-def franzsecure() -> Path:
-    if shutil.which("go") is None:
-        pytest.skip("go is needed for the franz-go client test")
-    source = ROOT / "tests" / "go"
-    binary = ROOT / ".tools" / "franzsecure"
-    newest = max(p.stat().st_mtime for p in (source / "secure").iterdir())
-    if not binary.exists() or binary.stat().st_mtime < newest:
-        res = subprocess.run(["go", "build", "-o", str(binary), "./secure"], cwd=source, capture_output=True,
-                             text=True, timeout=600)
-        assert res.returncode == 0, res.stderr
-    return binary
-
-
 @pytest.mark.parametrize("listener,mechanism", MODES, ids=MODE_IDS)
 def test_franz_go(secured, pki, listener, mechanism, franzsecure):
     ca = str(pki[0].pem.cert) if listener == "SASL_SSL" else "-"

@@ -1,6 +1,6 @@
 // Command franzsecure drives franz-go over SASL (PLAIN, SCRAM-SHA-256/512) and TLS: an admin call, produce, a
 // committed and an aborted transaction, a read_committed group consumer. Args: bootstrap topic mechanism user
-// password caPem|- [expect-auth-failure].
+// password caPem|- [expect-auth-failure]. With "acl" first it runs one step against an authorizer (acl.go).
 package main
 
 import (
@@ -24,6 +24,10 @@ func fail(format string, args ...any) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "acl" {
+		aclMain(os.Args[2:])
+		return
+	}
 	bootstrap, topic, mechanism, user, password, ca := os.Args[1], os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6]
 	expectFailure := len(os.Args) > 7 && os.Args[7] == "expect-auth-failure"
 	var mech sasl.Mechanism
