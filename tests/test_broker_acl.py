@@ -10,6 +10,7 @@ broker.
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
 import socket
 import subprocess
@@ -48,6 +49,47 @@ def secured(tmp_path):
     broker = EmbeddedBroker(**_settings(tmp_path / "broker")).start_in_thread()
     yield broker
     broker.stop_thread()
+
+
+class AuthorizingKafka:
+    """Apache Kafka configured as _settings: the StandardAuthorizer, super.users=User:admin, users admin, alice and
+    bob for PLAIN and SCRAM-SHA-256 on SASL_PLAINTEXT, and PLAINTEXT."""
+
+    def __init__(self, listeners: dict[str, str]) -> None:
+        self.listeners = listeners
+
+    def listener_address(self, name: str) -> str:
+        return self.listeners[name]
+
+
+@pytest.fixture(scope="session")
+def acl_kafka(kafka_reference):
+    """Under --kafka: a Kafka of its own (port 19500, .kafka/acl) started by scripts/kafka-up with
+    KAFKA_AUTHORIZER_ADMIN, stopped and removed at the end. The tests using it share it, so each one names its
+    topics afresh and grants only what it may share."""
+    if not kafka_reference:
+        yield None
+        return
+    env = {**os.environ, "KAFKA_PORT": "19500", "KAFKA_DIR": str(ROOT / ".kafka" / "acl"), "KAFKA_SASL": "1",
+           "KAFKA_SASL_USERS": ",".join(f"{u}:{PASSWORD}" for u in USERS), "KAFKA_AUTHORIZER_ADMIN": "admin"}
+    out = subprocess.run([str(ROOT / "scripts" / "kafka-up")], env=env, check=True, capture_output=True,
+                         text=True, timeout=900).stdout
+    listeners = {"PLAINTEXT": "127.0.0.1:19500"}
+    listeners.update(line.split()[1:3] for line in out.splitlines() if line.startswith("listener "))
+    try:
+        yield AuthorizingKafka(listeners)
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "kafka-down"), "--clean"], env=env, timeout=120)
+
+
+@pytest.fixture
+def authorizing(request, acl_kafka):
+    """Where the client scenarios run: the `secured` broker, or under --kafka Apache Kafka configured the same way
+    (acl_kafka). Tests of what only ours shows (raw requests as ANONYMOUS that expect no one else's ACLs, restarts,
+    the authorizer itself) keep using `secured`."""
+    if acl_kafka is not None:
+        return acl_kafka
+    return request.getfixturevalue("secured")
 
 
 def _librdkafka(broker, user: str, **extra) -> dict:
@@ -99,16 +141,16 @@ def _produce_as(broker, user: str, topic: str, values) -> None:
     assert not failures, failures
 
 
-def test_read_denied_as_each_client_reports_it(secured):
+def test_read_denied_as_each_client_reports_it(authorizing):
     """alice may describe the topic (so its metadata and offsets are visible) but not read it."""
     topic = "secret-" + uuid.uuid4().hex[:6]
-    _create_topic(secured, topic)
-    _produce_as(secured, "admin", topic, [b"x"] * 3)
-    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.DESCRIBE),
+    _create_topic(authorizing, topic)
+    _produce_as(authorizing, "admin", topic, [b"x"] * 3)
+    _create_acls(authorizing, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.DESCRIBE),
                            _acl(ResourceType.GROUP, "alice-g", "User:alice", AclOperation.READ)])
 
     # confluent-kafka: the fetch error arrives as a message whose error() is TOPIC_AUTHORIZATION_FAILED.
-    c = Consumer(_librdkafka(secured, "alice", **{"group.id": "alice-g", "enable.auto.commit": False}))
+    c = Consumer(_librdkafka(authorizing, "alice", **{"group.id": "alice-g", "enable.auto.commit": False}))
     try:
         from confluent_kafka import TopicPartition as CTP
         c.assign([CTP(topic, 0, 0)])
@@ -127,7 +169,7 @@ def test_read_denied_as_each_client_reports_it(secured):
     from kafka import KafkaConsumer
     from kafka import TopicPartition as KTP
     from kafka.errors import TopicAuthorizationFailedError as KafkaPythonTopicAuthFailed
-    kc = KafkaConsumer(**_kafka_python(secured, "alice"), enable_auto_commit=False)
+    kc = KafkaConsumer(**_kafka_python(authorizing, "alice"), enable_auto_commit=False)
     try:
         kc.assign([KTP(topic, 0)])
         kc.seek(KTP(topic, 0), 0)
@@ -139,12 +181,12 @@ def test_read_denied_as_each_client_reports_it(secured):
         kc.close()
 
 
-async def test_read_denied_aiokafka(secured):
+async def test_read_denied_aiokafka(authorizing):
     topic = "secret-" + uuid.uuid4().hex[:6]
-    _create_topic(secured, topic)
-    _produce_as(secured, "admin", topic, [b"x"] * 3)
-    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.DESCRIBE)])
-    consumer = AIOKafkaConsumer(**_aiokafka(secured, "alice"), enable_auto_commit=False)
+    _create_topic(authorizing, topic)
+    _produce_as(authorizing, "admin", topic, [b"x"] * 3)
+    _create_acls(authorizing, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.DESCRIBE)])
+    consumer = AIOKafkaConsumer(**_aiokafka(authorizing, "alice"), enable_auto_commit=False)
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -157,7 +199,7 @@ async def test_read_denied_aiokafka(secured):
     finally:
         await consumer.stop()
     # The same principal joining a group it has no READ on is refused with the group error.
-    grouped = AIOKafkaConsumer(topic, **_aiokafka(secured, "alice"), group_id="no-access")
+    grouped = AIOKafkaConsumer(topic, **_aiokafka(authorizing, "alice"), group_id="no-access")
     try:
         with pytest.raises(GroupAuthorizationFailedError):
             await grouped.start()
@@ -165,17 +207,18 @@ async def test_read_denied_aiokafka(secured):
         await grouped.stop()
 
 
-async def test_prefixed_acl_and_group_read(secured):
+async def test_prefixed_acl_and_group_read(authorizing):
     """READ on the prefix "pub-" and on the group let alice consume pub-* in a group, and nothing else."""
     pub, priv = "pub-" + uuid.uuid4().hex[:6], "priv-" + uuid.uuid4().hex[:6]
     for t in (pub, priv):
-        _create_topic(secured, t)
-        _produce_as(secured, "admin", t, [b"a", b"b"])
-    _create_acls(secured, [
+        _create_topic(authorizing, t)
+        _produce_as(authorizing, "admin", t, [b"a", b"b"])
+    _create_acls(authorizing, [
         _acl(ResourceType.TOPIC, "pub-", "User:alice", AclOperation.READ, pattern=ResourcePatternType.PREFIXED),
         _acl(ResourceType.GROUP, "alice-", "User:alice", AclOperation.READ, pattern=ResourcePatternType.PREFIXED),
     ])
-    consumer = AIOKafkaConsumer(pub, **_aiokafka(secured, "alice"), group_id="alice-g", auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(pub, **_aiokafka(authorizing, "alice"), group_id="alice-g",
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
         got = []
@@ -189,7 +232,7 @@ async def test_prefixed_acl_and_group_read(secured):
         await consumer.stop()
     # Metadata for every topic shows alice the pub- topic and hides the other.
     from kafka import KafkaAdminClient
-    admin = KafkaAdminClient(**_kafka_python(secured, "alice"))
+    admin = KafkaAdminClient(**_kafka_python(authorizing, "alice"))
     try:
         topics = set(admin.list_topics())
     finally:
@@ -197,22 +240,22 @@ async def test_prefixed_acl_and_group_read(secured):
     assert pub in topics and priv not in topics
 
 
-def test_deny_beats_allow_and_super_users(secured):
+def test_deny_beats_allow_and_super_users(authorizing):
     topic, other = "d-" + uuid.uuid4().hex[:6], "o-" + uuid.uuid4().hex[:6]
     for t in (topic, other):
-        _create_topic(secured, t)
-    _create_acls(secured, [
+        _create_topic(authorizing, t)
+    _create_acls(authorizing, [
         _acl(ResourceType.TOPIC, "*", "User:bob", AclOperation.ALL),
         _acl(ResourceType.TOPIC, topic, "User:*", AclOperation.WRITE, AclPermissionType.DENY),
     ])
-    _produce_as(secured, "bob", other, [b"ok"])
-    p = Producer(_librdkafka(secured, "bob", acks="all", **{"message.timeout.ms": 5000}))
+    _produce_as(authorizing, "bob", other, [b"ok"])
+    p = Producer(_librdkafka(authorizing, "bob", acks="all", **{"message.timeout.ms": 5000}))
     errors = []
     p.produce(topic, b"no", on_delivery=lambda err, _m: errors.append(err))
     p.flush(10)
     assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
     # A super user is not bound by ACLs, not even by a DENY for everyone.
-    _produce_as(secured, "admin", topic, [b"yes"])
+    _produce_as(authorizing, "admin", topic, [b"yes"])
 
 
 def test_acl_admin_with_confluent_and_kafka_python_and_restart(tmp_path):
@@ -273,16 +316,16 @@ def test_acl_admin_with_confluent_and_kafka_python_and_restart(tmp_path):
         restarted.stop_thread()
 
 
-def test_transactional_id_needs_write(secured):
+def test_transactional_id_needs_write(authorizing):
     topic = "tx-" + uuid.uuid4().hex[:6]
-    _create_topic(secured, topic)
-    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.WRITE)])
-    p = Producer(_librdkafka(secured, "alice", **{"transactional.id": "alice-tx"}))
+    _create_topic(authorizing, topic)
+    _create_acls(authorizing, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.WRITE)])
+    p = Producer(_librdkafka(authorizing, "alice", **{"transactional.id": "alice-tx"}))
     with pytest.raises(KafkaException) as refused:
         p.init_transactions(10)
     assert refused.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-    _create_acls(secured, [_acl(ResourceType.TRANSACTIONAL_ID, "alice-tx", "User:alice", AclOperation.WRITE)])
-    p = Producer(_librdkafka(secured, "alice", **{"transactional.id": "alice-tx"}))
+    _create_acls(authorizing, [_acl(ResourceType.TRANSACTIONAL_ID, "alice-tx", "User:alice", AclOperation.WRITE)])
+    p = Producer(_librdkafka(authorizing, "alice", **{"transactional.id": "alice-tx"}))
     p.init_transactions(10)
     p.begin_transaction()
     p.produce(topic, b"in-txn")
@@ -548,11 +591,11 @@ def _alice_may_only_describe(broker) -> str:
     return topic
 
 
-def test_read_and_write_denied_java_client(secured, java_classpath):
+def test_read_and_write_denied_java_client(authorizing, java_classpath):
     """kafka-clients 4.1.1: a group consumer without READ on the topic gets TopicAuthorizationException naming
     it; without READ on the group, GroupAuthorizationException; a produce without WRITE, TopicAuthorizationException.
     Once the Admin client has added READ (then WRITE), the same calls consume the records (and produce)."""
-    topic = _alice_may_only_describe(secured)
+    topic = _alice_may_only_describe(authorizing)
     steps = [["alice", "consume", topic, "alice-g", "0"],
              ["alice", "consume", topic, "no-access", "0"],
              ["alice", "produce", topic],
@@ -560,7 +603,7 @@ def test_read_and_write_denied_java_client(secured, java_classpath):
              ["alice", "consume", topic, "alice-g", "3"],
              ["admin", "allow", "TOPIC", topic, "User:alice", "WRITE"],
              ["alice", "produce", topic]]
-    args = [secured.listener_address("SASL_PLAINTEXT"), PASSWORD]
+    args = [authorizing.listener_address("SASL_PLAINTEXT"), PASSWORD]
     for step in steps:
         args += [*step, "--"]
     res = subprocess.run(["java", "-cp", java_classpath, str(ROOT / "tests" / "java" / "AclClient.java"), *args],
@@ -584,20 +627,20 @@ def _franz(franzsecure, broker, user: str, *step: str) -> str:
     return res.stdout.strip()
 
 
-def test_read_and_write_denied_franz_go(secured, franzsecure):
+def test_read_and_write_denied_franz_go(authorizing, franzsecure):
     """franz-go: the group consumer's fetch error is TOPIC_AUTHORIZATION_FAILED for the topic; a group without
     READ, GROUP_AUTHORIZATION_FAILED (the group session's error); a produce without WRITE,
     TOPIC_AUTHORIZATION_FAILED. With READ, then WRITE, added, the same steps consume the records and produce."""
-    topic = _alice_may_only_describe(secured)
-    assert _franz(franzsecure, secured, "alice", "consume", topic, "alice-g", "0") == \
+    topic = _alice_may_only_describe(authorizing)
+    assert _franz(franzsecure, authorizing, "alice", "consume", topic, "alice-g", "0") == \
         f"denied TOPIC_AUTHORIZATION_FAILED {topic}"
-    assert _franz(franzsecure, secured, "alice", "consume", topic, "no-access", "0") == \
+    assert _franz(franzsecure, authorizing, "alice", "consume", topic, "no-access", "0") == \
         "group denied GROUP_AUTHORIZATION_FAILED"
-    assert _franz(franzsecure, secured, "alice", "produce", topic) == "denied TOPIC_AUTHORIZATION_FAILED"
-    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.READ)])
-    assert _franz(franzsecure, secured, "alice", "consume", topic, "alice-g", "3") == "consumed 3"
-    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.WRITE)])
-    assert _franz(franzsecure, secured, "alice", "produce", topic) == "produced"
+    assert _franz(franzsecure, authorizing, "alice", "produce", topic) == "denied TOPIC_AUTHORIZATION_FAILED"
+    _create_acls(authorizing, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.READ)])
+    assert _franz(franzsecure, authorizing, "alice", "consume", topic, "alice-g", "3") == "consumed 3"
+    _create_acls(authorizing, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.WRITE)])
+    assert _franz(franzsecure, authorizing, "alice", "produce", topic) == "produced"
 
 
 def _kcat(broker, user: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -610,24 +653,24 @@ def _kcat(broker, user: str, *args: str, stdin: str | None = None) -> subprocess
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is installed by .ci/run (Debian package kcat)")
-def test_read_and_write_denied_kcat(secured):
+def test_read_and_write_denied_kcat(authorizing):
     """kcat (librdkafka): consuming to the end (-C -e) fails with the fetch's "Broker: Topic authorization
     failed", a balanced consumer (-G) in a group without READ with the group's, a produce (-P) without WRITE with
     the delivery report's. With READ, then WRITE, added, the same commands consume the records and produce."""
-    topic = _alice_may_only_describe(secured)
-    res = _kcat(secured, "alice", "-C", "-t", topic, "-o", "beginning", "-e")
+    topic = _alice_may_only_describe(authorizing)
+    res = _kcat(authorizing, "alice", "-C", "-t", topic, "-o", "beginning", "-e")
     assert res.returncode != 0 and res.stdout == "", res.stdout + res.stderr
     assert f"Topic {topic} [0] error: Fetch from broker 1 failed: Broker: Topic authorization failed" in res.stderr
-    res = _kcat(secured, "alice", "-G", "no-access", "-e", topic)
+    res = _kcat(authorizing, "alice", "-G", "no-access", "-e", topic)
     assert res.returncode != 0 and "Group authorization failed" in res.stderr, res.stderr
-    res = _kcat(secured, "alice", "-P", "-t", topic, stdin="denied\n")
+    res = _kcat(authorizing, "alice", "-P", "-t", topic, stdin="denied\n")
     assert res.returncode != 0 and "Delivery failed for message: Broker: Topic authorization failed" in res.stderr, \
         res.stderr
-    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.READ)])
-    res = _kcat(secured, "alice", "-C", "-t", topic, "-o", "beginning", "-e")
+    _create_acls(authorizing, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.READ)])
+    res = _kcat(authorizing, "alice", "-C", "-t", topic, "-o", "beginning", "-e")
     assert res.returncode == 0 and res.stdout.split() == ["x"] * 3, res.stdout + res.stderr
-    _create_acls(secured, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.WRITE)])
-    res = _kcat(secured, "alice", "-P", "-t", topic, stdin="allowed\n")
+    _create_acls(authorizing, [_acl(ResourceType.TOPIC, topic, "User:alice", AclOperation.WRITE)])
+    res = _kcat(authorizing, "alice", "-P", "-t", topic, stdin="allowed\n")
     assert res.returncode == 0, res.stderr
-    res = _kcat(secured, "alice", "-C", "-t", topic, "-o", "beginning", "-e")
+    res = _kcat(authorizing, "alice", "-C", "-t", topic, "-o", "beginning", "-e")
     assert res.returncode == 0 and res.stdout.split() == ["x"] * 3 + ["allowed"], res.stdout + res.stderr
