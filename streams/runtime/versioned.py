@@ -50,9 +50,12 @@ class VersionedTable:
             return None
         versions = self._versions(store, key)
         skey, svalue = version_entry(key, value, timestamp)
-        if value is None and len(versions) == 1 and versions[0][0] == timestamp:
-            # A deletion at the time of the key's only value erases it without a trace (Kafka Streams keeps
-            # nothing in the history for it), so a later put of an older value is the latest again.
+        if (value is None and versions and versions[-1][0] == timestamp and versions[-1][1] != _TOMBSTONE
+                and (len(versions) == 1 or versions[-2][1] == _TOMBSTONE)):
+            # A deletion at the time of the key's newest value erases that value without a trace when nothing
+            # before it ends at that time (no earlier version, or a deletion): Kafka Streams drops its latest
+            # value and records no tombstone, so a later put of an older value is the latest again. (After an
+            # earlier value, that value's end stays recorded: the tombstone below stands for it.)
             store.delete(skey)
             return "latest"
         store.put(skey, svalue)

@@ -443,6 +443,19 @@ CASES = [
     Case("versioned-same-time-tombstone-fk", "fk", "inner",
          (("right", "r1", 7, 0), ("left", "b", 1_000, 3_000), ("left", "b", None, 3_000), ("left", "b", 1_001, 0)),
          (("b", "1000|7", 3_000), ("b", None, 3_000), ("b", "1001|7", 0)), {"versioned": {"history": 10_000}}),
+    # The same after an earlier deletion of the key (seed 71 of fk-left-versioned): nothing before the erased value
+    # ends at its time, so the older record is the latest again; after an earlier value, whose end at that time
+    # stays in the history, the older record only goes to the history and nothing is emitted.
+    Case("versioned-same-time-tombstone-after-deletion", "fk", "left",
+         (("left", "a", None, 2_000), ("left", "a", 4_215, 4_000), ("left", "a", None, 4_000),
+          ("left", "a", 5_296, 3_000)),
+         (("a", "4215|null", 4_000), ("a", None, 4_000), ("a", "5296|null", 3_000)),
+         {"versioned": {"history": 60_000}}),
+    Case("versioned-same-time-tombstone-after-a-value", "fk", "left",
+         (("left", "a", 1, 2_000), ("left", "a", 4_215, 4_000), ("left", "a", None, 4_000),
+          ("left", "a", 5_296, 3_000)),
+         (("a", "1|null", 2_000), ("a", "4215|null", 4_000), ("a", None, 4_000)),
+         {"versioned": {"history": 60_000}}),
     # JoinWindows may have a negative bound as long as before + after >= 0: here a right record joins the left
     # records 1-3 s after it .
     Case("negative-after", "stream-stream", "inner",
