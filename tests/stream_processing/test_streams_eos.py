@@ -5,9 +5,8 @@ The app (tests/crash/eos_app.py) repartitions by page and counts per page and mi
 Faust-style table inside an agent; both emit every update. So a crash-free run writes, per window, the counts
 1, 2, ..., n and, per user, "user:1", ..., "user:n": any duplicate, loss or double count shows as a wrong sequence.
 
-The default suite runs a short version and the zombie test; `pytest -m slow -k eos` runs the full harness
-(1,000,000 events, three workers, 20 SIGKILLs and two broker kills; EOS_EVENTS and EOS_KILLS scale it) and the
-rebalance test.
+The default suite runs a short version, the zombie test and the rebalance test; `pytest -m slow -k eos` runs the
+full harness (1,000,000 events, three workers, 20 SIGKILLs and two broker kills; EOS_EVENTS and EOS_KILLS scale it).
 """
 
 from __future__ import annotations
@@ -250,18 +249,15 @@ def test_a_zombie_is_fenced_and_its_output_never_visible(eos_broker, tmp_path, a
     assert "Traceback" not in logs, logs[-3000:]
 
 
-@pytest.mark.slow
 def test_no_duplicates_through_rebalances(eos_broker, tmp_path, app_id, topic_name):
     """Faust's known failure: duplicates after a rebalance under exactly-once. Workers join and leave while events
     arrive; every output is still there exactly once.
 
-    Behind `slow` for now: it fails in about one run in five under CPU load (25 of 31 runs passed), always the
-    same way. For every user of one partition two outputs are missing (N+1, N+2), the next three are computed
-    from a count two ahead (N+3..N+5 for the events of N+1..N+3), and then the sequence restarts correctly at
-    N+1: some task ran on a table state holding two increments whose transaction was aborted, and its outputs
-    were committed. Stale agent records (task generations), producers that failed to start, and processing
-    during a rebalance's commit were fixed on the way; the cause is still open (see the closing note).
-    Run it in a loop: `pytest -o addopts='' tests/stream_processing/test_streams_eos.py -k rebalances`.
+    It failed about one run in five under CPU load until a rolled-back task stopped leaking: while its producer
+    was being replaced, an agent holding its records went on writing the table on top of the aborted writes and
+    sending through the non-transactional producer (test_a_rollback_while_an_agent_holds_records_leaks_nothing
+    pins that down). Run it in a loop beside a busy loop to check it stays fixed:
+    `pytest -o addopts='' tests/stream_processing/test_streams_eos.py -k rebalances`.
     """
     def scenario(h: Harness) -> None:
         first = h.start()
