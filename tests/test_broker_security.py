@@ -9,6 +9,7 @@ Certificates are made for each test session (tests/certs.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
@@ -569,45 +570,70 @@ def test_franz_go_wrong_password(secured, pki, franzsecure):
     assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in res.stdout
 
 
-# ---- kcat (librdkafka 2.0 from the distribution) ----
+# ---- kcat: with the distribution's librdkafka (2.0 on Debian 12), and with the one confluent-kafka bundles ----
 
-def _kcat(secured, pki, listener, mechanism, password, *args, stdin=None) -> subprocess.CompletedProcess:
+def _kcat_env(library: str, tmp_path_factory) -> dict | None:
+    """The environment kcat runs in: "system" is the librdkafka it was built against; "bundled" loads the newer
+    librdkafka that the confluent-kafka wheel ships (a symlink named by its soname, first on LD_LIBRARY_PATH).
+    None when there is no bundled copy (a confluent-kafka built against the system library)."""
+    env = dict(os.environ)
+    if library == "system":
+        return env
+    import confluent_kafka
+    found = sorted(Path(confluent_kafka.__file__).parent.parent.glob("confluent_kafka.libs/librdkafka*.so.1"))
+    if not found:
+        return None
+    folder = tmp_path_factory.mktemp("librdkafka")
+    (folder / "librdkafka.so.1").symlink_to(found[0])
+    env["LD_LIBRARY_PATH"] = f"{folder}:{env['LD_LIBRARY_PATH']}" if env.get("LD_LIBRARY_PATH") else str(folder)
+    return env
+
+
+def _kcat(secured, pki, listener, mechanism, password, *args, stdin=None, env=None) -> subprocess.CompletedProcess:
     auth = ["-X", f"security.protocol={listener}", "-X", f"sasl.mechanisms={mechanism}",
             "-X", "sasl.username=alice", "-X", f"sasl.password={password}"]
     if listener == "SASL_SSL":
         auth += ["-X", f"ssl.ca.location={pki[0].pem.cert}"]
     return subprocess.run(["kcat", "-b", secured.listener_address(listener), *auth, *args], input=stdin,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=env)
 
 
-def _librdkafka_version() -> tuple[int, ...]:
-    out = subprocess.run(["kcat", "-V"], capture_output=True, text=True).stdout
+def _librdkafka_version(env: dict | None = None) -> tuple[int, ...]:
+    out = subprocess.run(["kcat", "-V"], capture_output=True, text=True, env=env).stdout
     match = re.search(r"librdkafka (\d+)\.(\d+)\.(\d+)", out)
     return tuple(int(x) for x in match.groups()) if match else (0,)
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is installed by .ci/run (Debian package kcat)")
+@pytest.mark.parametrize("library", ["system", "bundled"])
 @pytest.mark.parametrize("listener,mechanism", MODES, ids=MODE_IDS)
-def test_kcat(secured, pki, listener, mechanism):
+def test_kcat(secured, pki, listener, mechanism, library, tmp_path_factory):
     """Metadata (-L), produce, and a balanced group consumer (-G) over SASL; a wrong password fails with
     librdkafka's authentication error. librdkafka before 2.6.1 (Debian's kcat has 2.0.2) answers SCRAM's
-    server-first message with the client nonce twice; Kafka 4.1 refuses that (CVE-2024-56128), and so do we."""
+    server-first message with the client nonce twice; Kafka 4.1 refuses that (CVE-2024-56128), and so do we.
+    The same kcat on the librdkafka that confluent-kafka bundles (2.12) then runs every scenario over SCRAM too."""
+    env = _kcat_env(library, tmp_path_factory)
+    if env is None:
+        pytest.skip("this confluent-kafka has no bundled librdkafka")
+    if library == "bundled":
+        assert _librdkafka_version(env) >= (2, 6, 1), "kcat did not load the bundled librdkafka"
+    kcat = functools.partial(_kcat, env=env)
     topic = "t-" + uuid.uuid4().hex[:8]
-    res = _kcat(secured, pki, listener, mechanism, PASSWORD, "-P", "-t", topic, "-K", ":", "-X", "acks=all",
-                stdin="".join(f"k{i}:v{i}\n" for i in range(10)))
-    if mechanism != "PLAIN" and _librdkafka_version() < (2, 6, 1):
+    res = kcat(secured, pki, listener, mechanism, PASSWORD, "-P", "-t", topic, "-K", ":", "-X", "acks=all",
+               stdin="".join(f"k{i}:v{i}\n" for i in range(10)))
+    if mechanism != "PLAIN" and _librdkafka_version(env) < (2, 6, 1):
         assert res.returncode != 0
         assert ("Authentication failed during authentication due to invalid credentials with SASL mechanism "
                 + mechanism) in res.stderr, res.stderr
         return
     assert res.returncode == 0, res.stderr
-    res = _kcat(secured, pki, listener, mechanism, PASSWORD, "-L", "-t", topic)
+    res = kcat(secured, pki, listener, mechanism, PASSWORD, "-L", "-t", topic)
     assert res.returncode == 0 and f'topic "{topic}" with 1 partitions' in res.stdout, res.stdout + res.stderr
-    res = _kcat(secured, pki, listener, mechanism, PASSWORD, "-X", "auto.offset.reset=earliest", "-e", "-f", "%s\\n",
-                "-G", "g-" + topic, topic)
+    res = kcat(secured, pki, listener, mechanism, PASSWORD, "-X", "auto.offset.reset=earliest", "-e", "-f", "%s\\n",
+               "-G", "g-" + topic, topic)
     assert res.returncode == 0, res.stderr
     assert sorted(res.stdout.split()) == sorted(f"v{i}" for i in range(10))
-    res = _kcat(secured, pki, listener, mechanism, "wrong", "-L", "-m", "1")
+    res = kcat(secured, pki, listener, mechanism, "wrong", "-L", "-m", "1")
     assert res.returncode != 0
     assert "Authentication failed" in res.stderr or "authentication" in res.stderr.lower(), res.stderr
 
