@@ -133,6 +133,10 @@ async def test_aiokafka_scenarios(secured, pki, listener, mechanism):
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 2, 1)])
+        # (Kafka answers CreateTopics once the controller has it; its broker's metadata may follow a moment later)
+        deadline = time.monotonic() + 10
+        while topic not in await admin.list_topics() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         assert topic in await admin.list_topics()
     finally:
         await admin.close()
