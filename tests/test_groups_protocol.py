@@ -206,6 +206,39 @@ def test_new_member_puts_the_group_into_rebalance(bootstrap, group, topic):
     b.close()
 
 
+def test_a_follower_waiting_in_sync_longer_than_its_session_keeps_its_membership(bootstrap, group, topic):
+    """A follower parked in SyncGroup sends no heartbeats (kafka-python stops them for the whole rebalance). When
+    the leader syncs later than the follower's session, the follower's session starts over with its assignment,
+    as in Kafka; it is not expelled as soon as it has been answered."""
+    session = dict(session_ms=6000, rebalance_ms=30000)  # Kafka's smallest session timeout
+    a, b = Member(bootstrap, group, topic), Member(bootstrap, group, topic)
+    assert a.join_until_member(**session).error_code == ErrorCode.none
+    assert a.sync({a.member_id: b"A0"}).assignment == b"A0"
+    assert b.join(**session).error_code == ErrorCode.member_id_required
+    with ThreadPoolExecutor(2) as pool:
+        b_join = pool.submit(b.join, **session)
+        for _ in range(100):
+            if a.heartbeat() == ErrorCode.rebalance_in_progress:
+                break
+            threading.Event().wait(0.05)
+        ra = a.join(**session)
+        assert ra.error_code == b_join.result(30).error_code == ErrorCode.none and ra.leader == a.member_id
+        b_sync = pool.submit(b.sync)
+        # The leader takes 8 s to assign (heartbeating meanwhile); the follower waits in SyncGroup, silent.
+        for _ in range(8):
+            threading.Event().wait(1)
+            assert a.heartbeat() == ErrorCode.none
+        assert a.sync({a.member_id: b"A", b.member_id: b"B"}).assignment == b"A"
+        assert b_sync.result(30).assignment == b"B"
+    threading.Event().wait(1)  # well inside the new session; several of the broker's session checks
+    assert b.heartbeat() == ErrorCode.none
+    assert a.heartbeat() == ErrorCode.none
+    described = _describe(a.c, group)
+    assert described.group_state == "Stable" and len(described.members) == 2
+    a.close()
+    b.close()
+
+
 def test_static_member_replacement_fences_the_old_instance(bootstrap, group, topic):
     a = _stable_single(bootstrap, group, topic, instance_id="instance-1")
     old_id, generation = a.member_id, a.generation

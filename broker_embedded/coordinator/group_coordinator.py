@@ -317,6 +317,11 @@ class GroupCoordinator:
     def _complete_sync(self, member: Member, result: SyncResult) -> None:
         if member.awaiting_sync:
             member.sync_future.set_result(result)
+            # As Kafka when it propagates an assignment (or its error): the session starts over with the answer.
+            # A member parked in SyncGroup is spared by the session check but may send no heartbeat meanwhile
+            # (kafka-python stops them for the whole rebalance); if the leader took longer than that session to
+            # sync, its old deadline would expel it at the next tick, right after it got its assignment.
+            member.deadline = self._now() + member.session_timeout_ms / 1000
         member.sync_future = None
 
     def _reset_assignments(self, group: Group, error: ErrorCode) -> None:
