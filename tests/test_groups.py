@@ -71,6 +71,12 @@ class KafkaPythonConsumer:
 
         self.c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
                                enable_auto_commit=False, session_timeout_ms=SESSION_MS, heartbeat_interval_ms=500)
+        # The topic's metadata before the first poll joins the group. kafka-python 3.0.12 defect: a leader that
+        # assigned before it knew the topic's partitions rejoins once they arrive; if a poll's timeout ends
+        # while that JoinGroup/SyncGroup is in flight, the assignment it made satisfies need_rejoin(), so the
+        # completed join is never taken up: the member applies no assignment and never heartbeats again, its
+        # session expires, and it stays out of the group (seen under CPU load, where the race window is wide).
+        assert self.c.partitions_for_topic(topic), f"no metadata for {topic}"
 
     def poll(self):
         batches = self.c.poll(timeout_ms=200)
