@@ -109,13 +109,23 @@ class Harness:
         return views, echoes
 
     def wait_done(self, n: int, timeout: float) -> tuple[dict, dict]:
+        """The outputs once there are at least n of each kind; fails after `timeout` seconds with how many there
+        are and what the workers printed last."""
         deadline = time.monotonic() + timeout
         while True:
             views, echoes = self.outputs()
-            done = sum(len(v) for v in echoes.values()) >= n and sum(len(v) for v in views.values()) >= n
-            if done or time.monotonic() > deadline:
+            got = (sum(len(v) for v in views.values()), sum(len(v) for v in echoes.values()))
+            if min(got) >= n:
                 return views, echoes
+            assert time.monotonic() < deadline, (
+                f"after {timeout:.0f} s, {got[0]} page-view and {got[1]} user outputs for {n} events; the workers' "
+                "last lines:\n" + "".join(self.tails()))
             time.sleep(1)
+
+    def tails(self, lines: int = 15) -> list[str]:
+        """The last lines each worker printed (for a failure's message)."""
+        return [f"--- worker {i} (exit {w.proc.poll()}):\n" + "".join(list(w.lines)[-lines:])
+                for i, w in enumerate(self.workers)]
 
     def stop_all(self) -> None:
         for w in self.live():
@@ -178,7 +188,7 @@ def run_with_kills(broker, tmp_path, app_id, topic_name, n: int, workers: int, k
                 broker.start()
             h.start()
         producer.join(300)
-        views, echoes = h.wait_done(n, timeout=300 + n / 1000)
+        views, echoes = h.wait_done(n, timeout=200 + n / 1000)
         check_exactly_once(views, echoes, n)
     finally:
         h.stop_all()
@@ -192,6 +202,7 @@ def test_exactly_once_through_sigkills(eos_broker, tmp_path, app_id, topic_name)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_exactly_once_crash_harness(eos_broker, tmp_path, app_id, topic_name):
     n = int(os.environ.get("EOS_EVENTS", 1_000_000))
     kills = int(os.environ.get("EOS_KILLS", 20))
@@ -209,7 +220,7 @@ def run_scenario(broker, tmp_path, app_id, topic_name, n: int, seconds: float, s
         producer.start()
         scenario(h)
         producer.join(300)
-        views, echoes = h.wait_done(n, timeout=300)
+        views, echoes = h.wait_done(n, timeout=240)
         check_exactly_once(views, echoes, n)
     finally:
         for w in h.workers:
