@@ -439,8 +439,6 @@ def test_metadata_advertises_the_listener_the_client_came_through(secured):
 async def test_scram_credentials_admin_and_restart(only_embedded, pki, tmp_path):
     """AlterUserScramCredentials from a client creates bob; the credentials survive a restart, the file holds
     no password (nor salted password), and bob authenticates after the restart."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
     from kafka.admin import KafkaAdminClient, ScramMechanism, UserScramCredentialUpsertion
 
     data = tmp_path / "b"

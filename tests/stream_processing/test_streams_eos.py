@@ -47,14 +47,18 @@ def expected(n: int) -> tuple[dict, dict]:
     return windows, users
 
 
-async def produce_events(bootstrap: str, topic: str, n: int, rate: float) -> None:
-    """Produce the n events at about `rate` per second (idempotent: a broker restart duplicates nothing)."""
+async def produce_events(bootstrap: str, topic: str, n: int, rate: float,
+                         stop: threading.Event | None = None) -> None:
+    """Produce the n events at about `rate` per second (idempotent: a broker restart duplicates nothing), until
+    `stop` is set."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20,
                                 request_timeout_ms=60_000)
     await producer.start()
     try:
         chunk, begun = 500, time.monotonic()
         for start in range(0, n, chunk):
+            if stop is not None and stop.is_set():
+                return
             futs = []
             for i in range(start, min(n, start + chunk)):
                 user, page, ts = event(i)
@@ -171,7 +175,9 @@ def run_with_kills(broker, tmp_path, app_id, topic_name, n: int, workers: int, k
     asyncio.run(create_topic(bootstrap, src, 4))
     h = Harness(bootstrap, tmp_path, app_id, src)
     rng = random.Random(11)
-    producer = threading.Thread(target=lambda: asyncio.run(produce_events(bootstrap, src, n, n / seconds)))
+    stop = threading.Event()   # (set when the test ends: a failed one must not go on loading the broker)
+    producer = threading.Thread(target=lambda: asyncio.run(produce_events(bootstrap, src, n, n / seconds, stop)),
+                                daemon=True)
     try:
         for _ in range(workers):
             h.start()
@@ -191,6 +197,7 @@ def run_with_kills(broker, tmp_path, app_id, topic_name, n: int, workers: int, k
         views, echoes = h.wait_done(n, timeout=200 + n / 1000)
         check_exactly_once(views, echoes, n)
     finally:
+        stop.set()
         h.stop_all()
         logs = "".join(line for w in h.workers for line in w.lines)
     assert "Traceback" not in logs, logs[-3000:]
@@ -215,7 +222,9 @@ def run_scenario(broker, tmp_path, app_id, topic_name, n: int, seconds: float, s
     src = f"{topic_name}-events"
     asyncio.run(create_topic(bootstrap, src, 4))
     h = Harness(bootstrap, tmp_path, app_id, src)
-    producer = threading.Thread(target=lambda: asyncio.run(produce_events(bootstrap, src, n, n / seconds)))
+    stop = threading.Event()   # (set when the test ends: a failed one must not go on loading the broker)
+    producer = threading.Thread(target=lambda: asyncio.run(produce_events(bootstrap, src, n, n / seconds, stop)),
+                                daemon=True)
     try:
         producer.start()
         scenario(h)
@@ -223,6 +232,7 @@ def run_scenario(broker, tmp_path, app_id, topic_name, n: int, seconds: float, s
         views, echoes = h.wait_done(n, timeout=240)
         check_exactly_once(views, echoes, n)
     finally:
+        stop.set()
         for w in h.workers:
             if w.proc.poll() is None and w.proc.returncode is None:
                 try:
