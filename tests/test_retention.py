@@ -8,7 +8,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from broker_embedded import EmbeddedBroker
 
@@ -139,12 +139,18 @@ def test_log_start_offset_survives_restart(tmp_path, only_embedded, topic_name):
     settings = dict(data_dir=data, port=0, log_retention_check_interval_ms=100)
     broker = EmbeddedBroker(**settings).start_in_thread()
     try:
-        _create(broker.bootstrap_servers, topic_name,
-                **{"segment.bytes": str(SEGMENT_BYTES), "retention.bytes": str(SEGMENT_BYTES)})
+        _create(broker.bootstrap_servers, topic_name, **{"segment.bytes": str(SEGMENT_BYTES)})
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5})
         for i in range(4000):
             producer.produce(topic_name, value=b"x" * 1000)
         assert producer.flush(30) == 0
+        # retention.bytes only now, with every record written: one retention check deletes all it ever will, so
+        # the log start seen below is final (a check during the produce would leave the next one more to delete,
+        # before or after the restart, and the log start would move after the test read it).
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic_name, incremental_configs=[
+            ConfigEntry("retention.bytes", str(SEGMENT_BYTES), incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([res])[res].result(30)
         deadline = time.monotonic() + 10
         while _watermarks(broker.bootstrap_servers, topic_name)[0] == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
