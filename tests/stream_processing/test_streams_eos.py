@@ -31,10 +31,15 @@ from streamtest import create_topic, produce, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS, PAGES, STEP_MS = 200, 20, 10
+# Event times start six hours ago, on the hour: recent enough that no broker's 7-day retention deletes the input or
+# outputs during a run (Kafka rolls a segment per batch of records that old and deletes them at its next retention
+# check: from 1970 on, a run against Kafka lost whatever the check found), old enough that the 1M-event run
+# (2.8 hours of event time) stays within Kafka's one hour for timestamps in the future.
+BASE_MS = (int(time.time() * 1000) // 3_600_000 - 6) * 3_600_000
 
 
 def event(i: int) -> tuple[str, str, int]:
-    return f"u{i % USERS}", f"p{(i * 7) % PAGES}", i * STEP_MS
+    return f"u{i % USERS}", f"p{(i * 7) % PAGES}", BASE_MS + i * STEP_MS
 
 
 def expected(n: int) -> tuple[dict, dict]:
