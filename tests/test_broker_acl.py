@@ -10,7 +10,6 @@ broker.
 from __future__ import annotations
 
 import datetime
-import os
 import shutil
 import socket
 import subprocess
@@ -21,13 +20,14 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    NewTopic, ResourcePatternType, ResourceType)
 
 from broker_embedded import EmbeddedBroker
+from kafka_nodes import kafka_node
 from test_java_client import java_classpath  # noqa: F401  (the fixture: kafka-clients 4.1.1 jars)
 from wire import Conn
 
@@ -51,35 +51,18 @@ def secured(tmp_path):
     broker.stop_thread()
 
 
-class AuthorizingKafka:
-    """Apache Kafka configured as _settings: the StandardAuthorizer, super.users=User:admin, users admin, alice and
-    bob for PLAIN and SCRAM-SHA-256 on SASL_PLAINTEXT, and PLAINTEXT."""
-
-    def __init__(self, listeners: dict[str, str]) -> None:
-        self.listeners = listeners
-
-    def listener_address(self, name: str) -> str:
-        return self.listeners[name]
-
-
 @pytest.fixture(scope="session")
 def acl_kafka(kafka_reference):
-    """Under --kafka: a Kafka of its own (port 19500, .kafka/acl) started by scripts/kafka-up with
-    KAFKA_AUTHORIZER_ADMIN, stopped and removed at the end. The tests using it share it, so each one names its
-    topics afresh and grants only what it may share."""
+    """Under --kafka: a Kafka of its own (port 19500, .kafka/acl) configured as _settings: the StandardAuthorizer,
+    super.users=User:admin, users admin, alice and bob for PLAIN and SCRAM-SHA-256 on SASL_PLAINTEXT, and
+    PLAINTEXT; stopped and removed at the end. The tests using it share it, so each one names its topics afresh
+    and grants only what it may share."""
     if not kafka_reference:
         yield None
         return
-    env = {**os.environ, "KAFKA_PORT": "19500", "KAFKA_DIR": str(ROOT / ".kafka" / "acl"), "KAFKA_SASL": "1",
-           "KAFKA_SASL_USERS": ",".join(f"{u}:{PASSWORD}" for u in USERS), "KAFKA_AUTHORIZER_ADMIN": "admin"}
-    out = subprocess.run([str(ROOT / "scripts" / "kafka-up")], env=env, check=True, capture_output=True,
-                         text=True, timeout=900).stdout
-    listeners = {"PLAINTEXT": "127.0.0.1:19500"}
-    listeners.update(line.split()[1:3] for line in out.splitlines() if line.startswith("listener "))
-    try:
-        yield AuthorizingKafka(listeners)
-    finally:
-        subprocess.run([str(ROOT / "scripts" / "kafka-down"), "--clean"], env=env, timeout=120)
+    with kafka_node(19500, "acl", KAFKA_SASL="1", KAFKA_SASL_USERS=",".join(f"{u}:{PASSWORD}" for u in USERS),
+                    KAFKA_AUTHORIZER_ADMIN="admin") as node:
+        yield node
 
 
 @pytest.fixture

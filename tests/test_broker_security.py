@@ -28,6 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from broker_embedded import EmbeddedBroker
 from certs import CertificateAuthority
+from kafka_nodes import kafka_node
 from test_java_client import java_classpath  # noqa: F401  (the fixture: kafka-clients 4.1.1 jars)
 from wire import Conn
 
@@ -59,19 +60,6 @@ def _settings(pki, data_dir) -> dict:
     )
 
 
-class SecuredKafka:
-    """Apache Kafka with the same listeners and users (scripts/kafka-up with KAFKA_TLS_KEYSTORE and KAFKA_SASL)."""
-
-    def __init__(self, listeners: dict[str, str]) -> None:
-        self.listeners = listeners
-
-    def listener_address(self, name: str) -> str:
-        return self.listeners[name]
-
-    def connections(self) -> None:
-        return None
-
-
 @pytest.fixture(scope="session")
 def secured_kafka(pki, kafka_reference, tmp_path_factory):
     """Under --kafka: a second Kafka (port 19300, .kafka/secure) with SSL, SASL_PLAINTEXT and SASL_SSL listeners
@@ -82,16 +70,8 @@ def secured_kafka(pki, kafka_reference, tmp_path_factory):
     _ca, server, _client = pki
     keystore = tmp_path_factory.mktemp("kafka-tls") / "keystore.pem"
     keystore.write_text(server.key.read_text() + server.cert.read_text())
-    env = {**os.environ, "KAFKA_PORT": "19300", "KAFKA_DIR": str(ROOT / ".kafka" / "secure"),
-           "KAFKA_TLS_KEYSTORE": str(keystore), "KAFKA_SASL": "1"}
-    out = subprocess.run([str(ROOT / "scripts" / "kafka-up")], env=env, check=True, capture_output=True,
-                         text=True, timeout=900).stdout
-    listeners = {"PLAINTEXT": "127.0.0.1:19300"}
-    listeners.update(line.split()[1:3] for line in out.splitlines() if line.startswith("listener "))
-    try:
-        yield SecuredKafka(listeners)
-    finally:
-        subprocess.run([str(ROOT / "scripts" / "kafka-down"), "--clean"], env=env, timeout=120)
+    with kafka_node(19300, "secure", KAFKA_TLS_KEYSTORE=str(keystore), KAFKA_SASL="1") as node:
+        yield node
 
 
 @pytest.fixture

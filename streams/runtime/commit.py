@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (CommitFailedError, IllegalOperation, IllegalStateError, KafkaError, ProducerFenced,
@@ -200,23 +200,25 @@ class ExactlyOnce:
         (the transaction coordinator loading or busy during a rebalance) is retried for up to `REOPEN_TIMEOUT`:
         a task must never process without its producer."""
         for task_id in task_ids:
-            if task_id in self.producers:
-                continue
-            deadline = time.monotonic() + self.REOPEN_TIMEOUT
-            delay = 0.2
-            while True:
-                try:
-                    await self._open(task_id)
-                    break
-                except FENCED:
+            if task_id not in self.producers:
+                await self._retrying(task_id, "start its transactional producer", lambda: self._open(task_id))
+
+    async def _retrying(self, task_id: tuple, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Await `attempt()` until it succeeds, retrying Kafka errors (the broker away, the transaction coordinator
+        loading or busy during a rebalance) for up to `REOPEN_TIMEOUT`; fencing is never retried."""
+        deadline = time.monotonic() + self.REOPEN_TIMEOUT
+        delay = 0.2
+        while True:
+            try:
+                return await attempt()
+            except FENCED:
+                raise
+            except KafkaError as exc:
+                if time.monotonic() > deadline:
                     raise
-                except KafkaError as exc:
-                    if time.monotonic() > deadline:
-                        raise
-                    log.warning("task %s: cannot start its transactional producer yet (%s); retrying",
-                                task_name(task_id), exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                log.warning("task %s: cannot %s yet (%s); retrying", task_name(task_id), what, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _open(self, task_id: tuple) -> None:
         app, w = self.worker.app, self.worker
@@ -341,23 +343,11 @@ class ExactlyOnce:
         if task is not None:
             task.roll_back()
         await self._discard_producer(task_id)
-        deadline = time.monotonic() + self.REOPEN_TIMEOUT
-        delay = 0.2
-        while True:
-            try:
-                await self.open_tasks([task_id])
-                await w.rewind(task_id)
-                return
-            except FENCED as exc:
-                await self._drop_zombie(task_id, exc)
-                return
-            except KafkaError as exc:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("task %s: cannot reopen its transaction yet (%s); retrying", task_name(task_id), exc)
-                await self._discard_producer(task_id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            await self.open_tasks([task_id])
+            await self._retrying(task_id, "rewind its input", lambda: w.rewind(task_id))
+        except FENCED as exc:
+            await self._drop_zombie(task_id, exc)
 
     async def _drop_zombie(self, task_id: tuple, exc: BaseException) -> None:
         """Another worker owns the task now: drop it (nothing it did since its last commit is visible) and let

@@ -47,6 +47,18 @@ def _append(existing: bytes | None, item: bytes) -> bytes:
     return (existing or b"") + _LEN.pack(len(item)) + item
 
 
+def put_row(ctx: Any, down: Process, store: Any, key: Any, kb: bytes, value: Any, serialize: Callable,
+            deserialize: Callable) -> None:
+    """Store a table's row (after the record's timestamp) or delete it, and forward it with its previous value."""
+    stored = store.get(kb)
+    if value is None:
+        store.delete(kb)
+    else:
+        store.put(kb, _pack_ts(ctx.timestamp) + serialize(value))
+    ctx.old = None if stored is None else deserialize(stored[8:])
+    down(key, value)
+
+
 def _items(data: bytes) -> list[bytes]:
     out, i, n = [], 0, len(data)
     while i < n:
@@ -439,18 +451,10 @@ def build_fk_response(node: Node, ctx: Any, down: Process) -> Process:
     left, left_join, joiner = value_getter(a["left"], ctx), a["how"] == "left", a["joiner"]
     lvs, rvd = a["left_value_serde"].serialize, a["right_value_serde"].deserialize
     result = a["result"]
-    rname, rks, rvs, rvd2 = result.name, result.key_serde.serialize, result.value_serde.serialize, \
-        result.value_serde.deserialize
+    rname, rks, rserde = result.name, result.key_serde.serialize, result.value_serde
 
     def emit(k, value):
-        store, kb = ctx.task.stores[rname], rks(k)
-        stored = store.get(kb)
-        if value is None:
-            store.delete(kb)
-        else:
-            store.put(kb, _pack_ts(ctx.timestamp) + rvs(value))
-        ctx.old = None if stored is None else rvd2(stored[8:])
-        down(k, value)
+        put_row(ctx, down, ctx.task.stores[rname], k, rks(k), value, rserde.serialize, rserde.deserialize)
 
     def process(k, data):
         if data is None:

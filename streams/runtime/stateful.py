@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..topology.graph import Node
 from ..windows import Windowed
-from .joins import JOIN_OPS, _forward, build_join
+from .joins import JOIN_OPS, _forward, build_join, put_row
 
 log = logging.getLogger(__name__)
 
@@ -369,17 +369,8 @@ def build_table_op(node: Node, ctx: Any, down: Process) -> Process:
             return process
 
         def process(k, v):
-            if k is None:
-                return
-            store = ctx.task.stores[name]
-            kb = ks(k)
-            stored = store.get(kb)
-            if v is None:
-                store.delete(kb)
-            else:
-                store.put(kb, _pack_ts(ctx.timestamp) + vs(v))
-            ctx.old = None if stored is None else vd(stored[8:])
-            down(k, v)
+            if k is not None:
+                put_row(ctx, down, ctx.task.stores[name], k, ks(k), v, vs, vd)
         return process
     raise ValueError(f"unknown table operation {op!r}")
 

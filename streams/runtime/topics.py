@@ -96,8 +96,9 @@ def plan_topics(app: "AppLike", wanted: dict[str, Topic], existing: dict[str, in
     for sub in topology.subtopologies:
         for node in sub.nodes:
             if node.kind == "repartition" and node.topic.name not in counts:
-                plan(node.topic, node.topic.partitions or topology.repartition_counts.get(node.topic.name)
-                     or sub.partitions or app.default_partitions)
+                # (the topic's own count, the writer's, or that of the topic it is partitioned like)
+                plan(node.topic, topology.repartition_counts.get(node.topic.name) or sub.partitions
+                     or app.default_partitions)
                 internal = True
         for t in sub.changelog_topics:
             # One changelog partition per task.

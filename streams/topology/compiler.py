@@ -220,8 +220,8 @@ def compile_graph(graph: Graph, partition_counts: dict[str, int] | None = None) 
                 counts[node.topic.name] = sub.partitions if sub.partitions is not None else counts.get(node.topic.name)
     for sub in topo.subtopologies:
         _check_copartitioning(sub, count_of)
-    topo.repartition_counts = {name: count_of(n.topic) for sub in topo.subtopologies for n in sub.nodes
-                               if n.kind == "repartition" for name in [n.topic.name]}
+    topo.repartition_counts = {n.topic.name: count_of(n.topic) for sub in topo.subtopologies for n in sub.nodes
+                               if n.kind == "repartition"}
     return topo
 
 

@@ -98,7 +98,15 @@ class Harness:
                     "BROKER": f"kafka://{bootstrap}", "APP_ID": app_id, "SRC": src, "WORKDIR": str(tmp_path / "w"),
                     "GUARANTEE": "exactly_once"}
         self.folder = tmp_path
+        self.src = src
         self.workers: list[Worker] = []
+        self._stop_producing = threading.Event()
+
+    def producer(self, n: int, seconds: float) -> threading.Thread:
+        """A thread (not started) producing the n events over `seconds`; `stop_all` stops it, so a failed test does
+        not go on loading the broker."""
+        return threading.Thread(daemon=True, target=lambda: asyncio.run(
+            produce_events(self.bootstrap, self.src, n, n / seconds, self._stop_producing)))
 
     def start(self) -> Worker:
         w = Worker(self.folder, self.env)
@@ -137,6 +145,7 @@ class Harness:
                 for i, w in enumerate(self.workers)]
 
     def stop_all(self) -> None:
+        self._stop_producing.set()
         for w in self.live():
             w.proc.send_signal(signal.SIGTERM)
         for w in self.workers:
@@ -180,9 +189,7 @@ def run_with_kills(broker, tmp_path, app_id, topic_name, n: int, workers: int, k
     asyncio.run(create_topic(bootstrap, src, 4))
     h = Harness(bootstrap, tmp_path, app_id, src)
     rng = random.Random(11)
-    stop = threading.Event()   # (set when the test ends: a failed one must not go on loading the broker)
-    producer = threading.Thread(target=lambda: asyncio.run(produce_events(bootstrap, src, n, n / seconds, stop)),
-                                daemon=True)
+    producer = h.producer(n, seconds)
     try:
         for _ in range(workers):
             h.start()
@@ -202,7 +209,6 @@ def run_with_kills(broker, tmp_path, app_id, topic_name, n: int, workers: int, k
         views, echoes = h.wait_done(n, timeout=200 + n / 1000)
         check_exactly_once(views, echoes, n)
     finally:
-        stop.set()
         h.stop_all()
         logs = "".join(line for w in h.workers for line in w.lines)
     assert "Traceback" not in logs, logs[-3000:]
@@ -227,9 +233,7 @@ def run_scenario(broker, tmp_path, app_id, topic_name, n: int, seconds: float, s
     src = f"{topic_name}-events"
     asyncio.run(create_topic(bootstrap, src, 4))
     h = Harness(bootstrap, tmp_path, app_id, src)
-    stop = threading.Event()   # (set when the test ends: a failed one must not go on loading the broker)
-    producer = threading.Thread(target=lambda: asyncio.run(produce_events(bootstrap, src, n, n / seconds, stop)),
-                                daemon=True)
+    producer = h.producer(n, seconds)
     try:
         producer.start()
         scenario(h)
@@ -237,7 +241,6 @@ def run_scenario(broker, tmp_path, app_id, topic_name, n: int, seconds: float, s
         views, echoes = h.wait_done(n, timeout=240)
         check_exactly_once(views, echoes, n)
     finally:
-        stop.set()
         for w in h.workers:
             if w.proc.poll() is None and w.proc.returncode is None:
                 try:
